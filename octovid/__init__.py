@@ -1,0 +1,94 @@
+"""octovid: an asyncio client for the octopusx video-generation gateway.
+
+Submit many video tasks at once; one watcher polls them all under one shared rate limiter and
+resolves one future per task::
+
+    async with octovid.Client() as client:
+        jobs = client.submit_many([octovid.SoraRequest("a cat surfing")] * 10)
+        for task in await octovid.gather(jobs):
+            print(task.video_url)
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from ._client import Client, Stats
+from ._errors import (
+    APIError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigError,
+    CreateUncertainError,
+    DownloadError,
+    InsufficientQuotaError,
+    JournalError,
+    OctovidError,
+    PermissionDeniedError,
+    ProtocolError,
+    RateLimitError,
+    RequestValidationError,
+    ServerError,
+    TaskFailedError,
+    TaskNotFoundError,
+    TransportError,
+    WaitTimeoutError,
+)
+from ._jobs import Job, as_completed, gather
+from ._limiter import RateLimit
+from ._requests import (
+    GrokRequest,
+    JimengRequest,
+    Request,
+    SoraRequest,
+    VeoRequest,
+    VideoRequest,
+    ViduRequest,
+    request_from_dict,
+)
+from ._retry import RetryPolicy
+from ._task import Status, Task
+from ._watcher import PollPolicy
+
+try:
+    __version__ = version("octovid")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0+unknown"
+
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "BadRequestError",
+    "Client",
+    "ConfigError",
+    "CreateUncertainError",
+    "DownloadError",
+    "GrokRequest",
+    "InsufficientQuotaError",
+    "Job",
+    "JimengRequest",
+    "JournalError",
+    "OctovidError",
+    "PermissionDeniedError",
+    "PollPolicy",
+    "ProtocolError",
+    "RateLimit",
+    "RateLimitError",
+    "Request",
+    "RequestValidationError",
+    "RetryPolicy",
+    "ServerError",
+    "SoraRequest",
+    "Stats",
+    "Status",
+    "Task",
+    "TaskFailedError",
+    "TaskNotFoundError",
+    "TransportError",
+    "VeoRequest",
+    "VideoRequest",
+    "ViduRequest",
+    "WaitTimeoutError",
+    "__version__",
+    "as_completed",
+    "gather",
+    "request_from_dict",
+]

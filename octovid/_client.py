@@ -1,0 +1,454 @@
+"""Client: one session with the gateway, one rate limiter, one watcher."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+from collections.abc import Callable, Iterable, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from ._errors import ConfigError, CreateUncertainError, RateLimitError, ServerError, TransportError
+from ._jobs import Job
+from ._limiter import Lane, Limiter, RateLimit, Slot
+from ._requests import Request
+from ._retry import RetryPolicy, retrying
+from ._task import Task
+from ._transport import Transport, gateway_url
+from ._watcher import PollPolicy, Watcher
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from ._transport import Answer
+
+__all__ = ["Client", "Stats"]
+
+log = logging.getLogger("octovid")
+
+DEFAULT_BASE_URL = "https://octopusx.ai"
+_CREATE = "/v1/video/create"
+_QUERY = "/v1/video/query"
+
+
+@attrs.frozen
+class Stats:
+    """Counters of one client, as of the moment they were read.
+
+    Attributes:
+        requests: Requests sent to the gateway (creates, queries, downloads), retries included.
+        creates: Creates the gateway accepted.
+        polls: Queries that got an answer.
+        downloads: Videos downloaded and verified.
+        retries: Attempts that followed a failed one.
+        rate_limited: 429 answers.
+        errors: Requests that failed (an HTTP error or no answer), 429s included.
+        limiter_wait: Seconds spent waiting for the rate limiter, summed over requests.
+        rate: The limiter's current rate (requests per second; lower after 429s).
+        watching: Task ids being polled now.
+        pending: Jobs not yet resolved.
+    """
+
+    requests: int = 0
+    creates: int = 0
+    polls: int = 0
+    downloads: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    errors: int = 0
+    limiter_wait: float = 0.0
+    rate: float = 0.0
+    watching: int = 0
+    pending: int = 0
+
+
+class _Counters:
+    __slots__ = ("creates", "downloads", "errors", "polls", "rate_limited", "requests", "retries")
+
+    def __init__(self) -> None:
+        self.requests = self.creates = self.polls = self.downloads = 0
+        self.retries = self.rate_limited = self.errors = 0
+
+
+def _rate_limit(value: float | RateLimit) -> RateLimit:
+    if isinstance(value, RateLimit):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"rate_limit must be requests per second or a RateLimit, not {value!r}")
+    return RateLimit(float(value))
+
+
+def _seconds(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (
+        math.isfinite(value) and value > 0
+    ):
+        raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
+    return float(value)
+
+
+def _task_id(task_id: object) -> str:
+    if not isinstance(task_id, str) or not task_id.strip() or not task_id.isprintable():
+        raise ValueError(f"task_id must be a non-empty printable string, not {task_id!r}")
+    return task_id.strip()
+
+
+class Client:
+    """A session with the octopusx gateway: create, watch and download video tasks.
+
+    Args:
+        api_key: The key; else ``OCTOVID_API_KEY``. A missing key raises ConfigError at first use.
+        base_url: The gateway; else ``OCTOVID_BASE_URL``, else ``https://octopusx.ai``.
+        rate_limit: Requests per second for everything this client sends with the key, or a
+            RateLimit. Every coroutine using this client shares it.
+        max_concurrency: Requests in flight at most.
+        poll: When to poll tasks (PollPolicy); its ``deadline`` is the default job deadline.
+        retry: How ``create`` and ``get`` retry (RetryPolicy).
+        timeout: Seconds for one request, answer included.
+        journal: A path or a Journal: idempotency keys, task ids and results survive crashes.
+        session: An ``aiohttp.ClientSession`` to use; it is not closed by the client.
+
+    Use it as ``async with Client() as client:``, or call ``await client.aclose()``.
+    """
+
+    __slots__ = (
+        "_api_key", "_base_url", "_closed", "_counters", "_exchanges", "_journal", "_limiter",
+        "_poll", "_retry", "_session", "_timeout", "_transport", "_watcher",
+    )
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        *,
+        rate_limit: float | RateLimit = 5.0,
+        max_concurrency: int = 16,
+        poll: PollPolicy = PollPolicy(),  # noqa: B008 - frozen, so sharing it is safe
+        retry: RetryPolicy = RetryPolicy(),  # noqa: B008
+        timeout: float = 60.0,
+        journal: Any = None,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        key = api_key if api_key is not None else os.environ.get("OCTOVID_API_KEY")
+        self._api_key = key.strip() if key else None
+        self._base_url = gateway_url(
+            base_url or os.environ.get("OCTOVID_BASE_URL") or DEFAULT_BASE_URL
+        )
+        if not isinstance(poll, PollPolicy):
+            raise TypeError(f"poll must be an octovid.PollPolicy, not {poll!r}")
+        if not isinstance(retry, RetryPolicy):
+            raise TypeError(f"retry must be an octovid.RetryPolicy, not {retry!r}")
+        self._timeout = _seconds("timeout", timeout)
+        self._limiter = Limiter(_rate_limit(rate_limit), max_concurrency)
+        self._poll = poll
+        self._retry = retry
+        self._session = session
+        self._journal = journal
+        self._transport: Transport | None = None
+        self._counters = _Counters()
+        self._exchanges: set[asyncio.Task[Task]] = set()  # creates on the wire
+        self._closed = False
+        self._watcher = Watcher(
+            limiter=self._limiter,
+            policy=poll,
+            create=self._create_job,
+            query=self._query_once,
+            max_creates=max_concurrency,
+        )
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{self._watcher.watching} watched"
+        return f"<Client {self._base_url} {state} {self._limiter!r}>"
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop watching and close what the client owns.
+
+        Every pending job is resolved with CancelledError. Creates already on the wire are
+        awaited (up to ``timeout``), so that a task the gateway accepted is not lost.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self._limiter.close()
+        await self._watcher.close()
+        if self._exchanges:
+            await asyncio.wait(list(self._exchanges), timeout=self._timeout)
+        if self._transport is not None:
+            await self._transport.close()
+
+    @property
+    def stats(self) -> Stats:
+        """A snapshot of the client's counters."""
+        c = self._counters
+        return Stats(
+            requests=c.requests,
+            creates=c.creates,
+            polls=c.polls,
+            downloads=c.downloads,
+            retries=c.retries,
+            rate_limited=c.rate_limited,
+            errors=c.errors,
+            limiter_wait=self._limiter.waited,
+            rate=self._limiter.rate,
+            watching=self._watcher.watching,
+            pending=self._watcher.pending,
+        )
+
+    @property
+    def base_url(self) -> str:
+        """The gateway's base URL."""
+        return str(self._base_url)
+
+    # -- one request -----------------------------------------------------------------------
+
+    async def create(self, request: Request) -> Task:
+        """Start a task: one POST to the unified create route.
+
+        It is sent again only when the gateway surely did not accept it (see RetryPolicy).
+
+        Raises:
+            CreateUncertainError: The answer was lost after the request was sent: the task
+                may exist and be billed. It is not sent again unless the RetryPolicy says so.
+            APIError: The gateway refused it (the subclass says why).
+        """
+        self._check_open()
+        return await self._create(_check_request(request))
+
+    async def get(self, task_id: str) -> Task:
+        """Query a task once (retrying transient failures): one GET of the unified query."""
+        self._check_open()
+        task_id = _task_id(task_id)
+
+        async def attempt() -> Task:
+            slot = await self._limiter.acquire(Lane.QUERY)
+            with slot:
+                return await self._query_once(slot, task_id)
+
+        return await retrying(
+            attempt, policy=self._retry, create=False, what=f"query of {task_id}",
+            on_retry=self._retried, stopping=lambda: self._closed,
+        )
+
+    # -- jobs ------------------------------------------------------------------------------
+
+    def submit(
+        self, request: Request, *, key: str | None = None, deadline: float | None = None
+    ) -> Job:
+        """Create a task and watch it, without waiting: the returned Job resolves later.
+
+        Args:
+            request: What to create.
+            key: An idempotency key for the journal: a key it already holds is not created
+                again; its task is watched (or its result returned) instead.
+            deadline: Seconds from now for the whole job; default ``PollPolicy.deadline``.
+        """
+        return self.submit_many([request], keys=None if key is None else [key],
+                                deadline=deadline)[0]
+
+    def submit_many(
+        self,
+        requests: Iterable[Request],
+        *,
+        keys: Sequence[str] | None = None,
+        deadline: float | None = None,
+    ) -> list[Job]:
+        """Submit many requests at once; jobs come back in the order given.
+
+        Creates share the limiter and the concurrency bound with everything else; a create
+        that fails fails only its own job.
+        """
+        self._check_open()
+        batch = [_check_request(request) for request in requests]
+        if keys is not None:
+            keys = list(keys)
+            if len(keys) != len(batch):
+                raise ValueError(f"{len(keys)} keys for {len(batch)} requests")
+            if len(set(keys)) != len(keys):
+                raise ValueError("keys must be distinct within one call")
+        self._get_transport()  # a missing key fails here, before anything is queued
+        seconds = self._deadline(deadline)
+        return [
+            self._watcher.submit(request, deadline=seconds,
+                                 key=None if keys is None else keys[index])
+            for index, request in enumerate(batch)
+        ]
+
+    def watch(self, task_id: str, *, deadline: float | None = None) -> Job:
+        """Watch an existing task, without waiting. Watching one id twice shares its polls."""
+        self._check_open()
+        self._get_transport()
+        return self._watcher.watch(_task_id(task_id), deadline=self._deadline(deadline))
+
+    async def generate(self, request: Request, *, deadline: float | None = None) -> Task:
+        """Create a task and wait for it: returns the COMPLETED task.
+
+        Raises:
+            TaskFailedError: The task ended FAILED or CANCELLED.
+            WaitTimeoutError: The deadline passed first.
+        """
+        job = self.submit(request, deadline=deadline)
+        try:
+            return await job
+        except asyncio.CancelledError:
+            job.cancel()
+            raise
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this octovid.Client is closed")
+
+    def _deadline(self, deadline: float | None) -> float | None:
+        if deadline is None:
+            return self._poll.deadline
+        return _seconds("deadline", deadline)
+
+    def _retried(self) -> None:
+        self._counters.retries += 1
+
+    def _get_transport(self) -> Transport:
+        if self._transport is None:
+            if not self._api_key:
+                raise ConfigError(
+                    "no API key: pass api_key= to octovid.Client or set OCTOVID_API_KEY"
+                )
+            if not self._api_key.isprintable() or " " in self._api_key:
+                raise ConfigError("the API key holds spaces or control characters")
+            self._transport = Transport(
+                self._base_url, self._api_key, timeout=self._timeout, session=self._session
+            )
+        return self._transport
+
+    async def _send(
+        self,
+        slot: Slot,
+        method: str,
+        path: str,
+        *,
+        payload: dict[str, Any] | None = None,
+        query: dict[str, str] | None = None,
+    ) -> Answer:
+        """Send one request on a granted slot; feed 429s to the limiter."""
+        transport = self._get_transport()
+        url = transport.url(path, **(query or {}))
+        self._counters.requests += 1
+        try:
+            answer = await transport.request(method, url, payload=payload)
+        except RateLimitError as exc:
+            self._counters.rate_limited += 1
+            self._counters.errors += 1
+            self._limiter.throttled(exc.retry_after, slot.at)
+            raise
+        except Exception:
+            self._counters.errors += 1
+            raise
+        self._limiter.succeeded()
+        return answer
+
+    async def _query_once(self, slot: Slot, task_id: str) -> Task:
+        answer = await self._send(slot, "GET", _QUERY, query={"id": task_id})
+        self._counters.polls += 1
+        return Task.from_response(answer.body, task_id=task_id)
+
+    async def _create(
+        self, request: Request, on_created: Callable[[Task], None] | None = None
+    ) -> Task:
+        payload = request.to_payload()
+        self._get_transport()
+
+        async def attempt() -> Task:
+            slot = await self._limiter.acquire(Lane.CREATE)
+            # Once sent, a create runs to its answer even if the caller is cancelled, so that
+            # a task the gateway accepted is always recorded.
+            exchange = asyncio.ensure_future(self._post_create(slot, request, payload, on_created))
+            self._exchanges.add(exchange)
+            exchange.add_done_callback(self._exchanges.discard)
+            try:
+                return await asyncio.shield(exchange)
+            except asyncio.CancelledError:
+                exchange.add_done_callback(_report_orphan)
+                raise
+
+        return await retrying(
+            attempt, policy=self._retry, create=True, what=f"create ({request.model})",
+            on_retry=self._retried, stopping=lambda: self._closed,
+        )
+
+    async def _post_create(
+        self,
+        slot: Slot,
+        request: Request,
+        payload: dict[str, Any],
+        on_created: Callable[[Task], None] | None,
+    ) -> Task:
+        with slot:
+            try:
+                answer = await self._send(slot, "POST", _CREATE, payload=payload)
+            except TransportError as exc:
+                if not exc.sent:
+                    raise
+                raise CreateUncertainError(
+                    f"the create of {request.model} was sent but its answer was lost ({exc}); "
+                    "the gateway may have accepted and billed it, so it is not sent again",
+                    request=request,
+                ) from exc
+            except ServerError as exc:
+                if exc.from_gateway:
+                    raise
+                raise CreateUncertainError(
+                    f"a proxy answered the create of {request.model} with HTTP {exc.status} "
+                    "(not the gateway's error): the create may have reached the gateway, "
+                    "so it is not sent again",
+                    request=request,
+                ) from exc
+        try:
+            task = Task.from_response(answer.body)
+        except Exception as exc:
+            raise CreateUncertainError(
+                f"the gateway accepted the create of {request.model} (HTTP {answer.status}) "
+                f"but its answer carries no task id: {exc}",
+                request=request,
+            ) from exc
+        self._counters.creates += 1
+        log.debug("octovid: created task %s (%s)", task.id, request.model)
+        if on_created is not None:
+            on_created(task)
+        return task
+
+    async def _create_job(self, job: Job) -> Task:
+        assert job.request is not None
+        return await self._create(job.request, on_created=job._update)
+
+
+def _check_request(request: object) -> Request:
+    if not isinstance(request, Request):
+        raise TypeError(
+            f"expected an octovid request (VeoRequest, SoraRequest... or VideoRequest), "
+            f"not {type(request).__name__}"
+        )
+    return request
+
+
+def _report_orphan(exchange: asyncio.Task[Task]) -> None:
+    # The caller of a create was cancelled while it was on the wire; never lose its answer.
+    if not exchange.cancelled() and exchange.exception() is None:
+        task = exchange.result()
+        log.warning(
+            "octovid: task %s was created although its caller was cancelled; it may be billed: "
+            "Client.watch(%r) follows it", task.id, task.id,
+        )

@@ -1,0 +1,247 @@
+"""Job: one future per watched task, and helpers to wait for many.
+
+A Job is resolved exactly once: with the COMPLETED task, or with an exception (TaskFailedError,
+WaitTimeoutError, an APIError, CancelledError). Awaiting a job is shielded: if the awaiting
+coroutine is cancelled (``asyncio.wait_for``, a web request going away), the job goes on; only
+``job.cancel()`` stops it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Generator, Iterable
+from typing import TYPE_CHECKING, Any
+
+from ._task import Task
+
+if TYPE_CHECKING:
+    from ._requests import Request
+
+__all__ = ["Job", "as_completed", "gather"]
+
+_END = object()  # ends an updates() stream
+
+
+class Job:
+    """The future of one task: awaitable, with the latest snapshot always at hand.
+
+    Jobs come from ``Client.submit``, ``Client.submit_many`` and ``Client.watch``.
+    """
+
+    __slots__ = (
+        "__weakref__", "_cancel_hook", "_created", "_future", "_id", "_listeners", "_started",
+        "_task", "deadline", "key", "request",
+    )
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        request: Request | None = None,
+        task_id: str | None = None,
+        key: str | None = None,
+        deadline: float | None = None,
+    ) -> None:
+        self._future: asyncio.Future[Task] = loop.create_future()
+        self._future.add_done_callback(_retrieve)
+        self._created: asyncio.Future[Task] | None = None
+        self._listeners: list[asyncio.Queue[Any]] = []
+        self._id = task_id
+        self._task: Task | None = None
+        self._started = loop.time()
+        self._cancel_hook: Callable[[Job], None] | None = None
+        self.request = request  #: the request this job created, None for a watched task
+        self.key = key  #: the idempotency key, if any
+        self.deadline = deadline  #: the loop time the job gives up, or None
+
+    def __repr__(self) -> str:
+        if self._future.cancelled():
+            state = "cancelled"
+        elif self._future.done():
+            exc = self._future.exception()
+            state = "completed" if exc is None else f"failed {type(exc).__name__}"
+        elif self._task is not None:
+            state = f"{self._task.status} {self._task.progress or 0}%"
+        else:
+            state = "creating" if self._id is None else "watching"
+        return f"<Job {self._id or '(not created yet)'} {state}>"
+
+    def __await__(self) -> Generator[Any, None, Task]:
+        return asyncio.shield(self._future).__await__()
+
+    @property
+    def id(self) -> str | None:
+        """The task id; None until the create has answered."""
+        return self._id
+
+    @property
+    def task(self) -> Task | None:
+        """The latest snapshot of the task, or None before the first answer."""
+        return self._task
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the job started."""
+        return self._future.get_loop().time() - self._started
+
+    def done(self) -> bool:
+        """Whether the job has its outcome."""
+        return self._future.done()
+
+    def result(self) -> Task:
+        """The COMPLETED task; raises like ``asyncio.Future.result()`` otherwise."""
+        return self._future.result()
+
+    def exception(self) -> BaseException | None:
+        """The job's error, or None if it completed; raises like ``Future.exception()``."""
+        return self._future.exception()
+
+    def cancel(self) -> bool:
+        """Stop watching this task here. The task goes on on the gateway (it has no cancel).
+
+        Returns:
+            False if the job was already done.
+        """
+        if self._future.done():
+            return False
+        hook, self._cancel_hook = self._cancel_hook, None
+        self._future.cancel()
+        self._end()
+        if hook is not None:
+            hook(self)
+        return True
+
+    def add_done_callback(self, fn: Callable[[Job], object]) -> None:
+        """Call ``fn(job)`` once the job is done (soon, if it already is)."""
+        self._future.add_done_callback(lambda _: fn(self))
+
+    async def created(self) -> Task:
+        """Wait for the first snapshot: the create's answer, or the first poll of a watch.
+
+        Raises what the job raises if it ends before that.
+        """
+        if self._task is not None:
+            return self._task
+        if self._created is None:
+            self._created = self._future.get_loop().create_future()
+            self._created.add_done_callback(_retrieve)
+            if self._future.done():
+                _copy_outcome(self._future, self._created)
+        return await asyncio.shield(self._created)
+
+    async def updates(self) -> AsyncIterator[Task]:
+        """Yield each change of status or progress, ending with the terminal snapshot.
+
+        If the job ends without one (deadline, error, cancellation), that error is raised.
+        """
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        if self._task is not None:
+            queue.put_nowait(self._task)
+        if self._future.done():
+            queue.put_nowait(_END)
+        else:
+            self._listeners.append(queue)
+        try:
+            while (item := await queue.get()) is not _END:
+                yield item
+        finally:
+            if queue in self._listeners:
+                self._listeners.remove(queue)
+        if not self._future.cancelled() and self._future.exception() is None:
+            return
+        if self._task is not None and self._task.terminal:
+            return  # it ended FAILED or CANCELLED: that snapshot was the last one
+        self._future.result()  # raises the job's error
+
+    # -- used by the watcher ---------------------------------------------------------------
+
+    def _on_cancel(self, hook: Callable[[Job], None]) -> None:
+        self._cancel_hook = hook
+
+    def _update(self, task: Task) -> None:
+        """Take a new snapshot; tell listeners if its status or progress changed."""
+        old = self._task
+        self._task = task
+        if self._id is None:
+            self._id = task.id
+        if self._created is not None and not self._created.done():
+            self._created.set_result(task)
+        if old is None or (old.raw_status, old.progress) != (task.raw_status, task.progress):
+            for queue in self._listeners:
+                queue.put_nowait(task)
+
+    def _finish(self, outcome: Task | BaseException) -> bool:
+        """Resolve the job, exactly once. Returns False if it was already done."""
+        if self._future.done():
+            return False
+        self._cancel_hook = None
+        if isinstance(outcome, Task):
+            self._update(outcome)
+            self._future.set_result(outcome)
+        elif isinstance(outcome, asyncio.CancelledError):
+            self._future.cancel()
+        else:
+            self._future.set_exception(outcome)
+        self._end()
+        return True
+
+    def _end(self) -> None:
+        if self._created is not None and not self._created.done():
+            _copy_outcome(self._future, self._created)
+        for queue in self._listeners:
+            queue.put_nowait(_END)
+        self._listeners.clear()
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    # A job nobody awaits must not log "exception was never retrieved": its outcome is kept.
+    if not future.cancelled():
+        future.exception()
+
+
+def _copy_outcome(source: asyncio.Future[Task], target: asyncio.Future[Task]) -> None:
+    if source.cancelled():
+        target.cancel()
+    elif (exc := source.exception()) is not None:
+        target.set_exception(exc)
+    else:
+        target.set_result(source.result())
+
+
+async def as_completed(
+    jobs: Iterable[Job], *, timeout: float | None = None  # noqa: ASYNC109 - the contract's name
+) -> AsyncIterator[Job]:
+    """Yield jobs as they finish, first finished first.
+
+    Raises:
+        TimeoutError: ``timeout`` seconds passed before every job finished. The jobs go on.
+    """
+    pending = list(jobs)
+    done: asyncio.Queue[Job] = asyncio.Queue()
+    for job in pending:
+        job.add_done_callback(done.put_nowait)
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout is None else loop.time() + timeout
+    for count in range(len(pending)):
+        remaining = None if deadline is None else max(0.0, deadline - loop.time())
+        try:
+            job = await asyncio.wait_for(done.get(), remaining)
+        except TimeoutError:
+            raise TimeoutError(
+                f"{len(pending) - count} of {len(pending)} jobs still running after {timeout}s"
+            ) from None
+        yield job
+
+
+async def gather(
+    jobs: Iterable[Job], *, return_exceptions: bool = False
+) -> list[Task | BaseException]:
+    """Wait for every job; return their tasks in the order given.
+
+    With ``return_exceptions=False`` the first error is raised (the other jobs go on);
+    with True, errors take their job's place in the list.
+    """
+    results = await asyncio.gather(
+        *(asyncio.shield(job._future) for job in jobs), return_exceptions=return_exceptions
+    )
+    return list(results)

@@ -1,0 +1,175 @@
+"""Task and Status: one normalized snapshot of a task, whatever route family answered."""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+from . import _wire
+from ._errors import ProtocolError, snippet
+
+__all__ = ["Status", "Task", "status_of"]
+
+
+class Status(enum.StrEnum):
+    """The normalized status of a task. Only COMPLETED, FAILED and CANCELLED are terminal."""
+
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    UNKNOWN = "unknown"
+
+    @property
+    def terminal(self) -> bool:
+        """Whether the task has ended and will not change again."""
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
+
+_WORDS: dict[str, Status] = {
+    **dict.fromkeys(
+        ("pending", "queued", "queuing", "submitted", "not_start", "not_started", "in_queue",
+         "waiting", "created"),
+        Status.QUEUED,
+    ),
+    **dict.fromkeys(
+        ("processing", "in_progress", "running", "generating", "image_downloading",
+         "video_generating", "video_upsampling"),
+        Status.PROCESSING,
+    ),
+    **dict.fromkeys(
+        ("completed", "complete", "succeeded", "success", "succeed", "successful", "done",
+         "finished"),
+        Status.COMPLETED,
+    ),
+    **dict.fromkeys(("failed", "failure", "fail", "error", "errored"), Status.FAILED),
+    **dict.fromkeys(("cancelled", "canceled"), Status.CANCELLED),
+    "unknown": Status.UNKNOWN,
+}
+
+
+def status_of(word: str | None, *, has_result: bool = False) -> Status:
+    """Map a status word of any family (any case) onto a Status; unknown words are UNKNOWN.
+
+    Veo reports steps such as ``video_generation_completed`` on its way: a ``*_completed``
+    step is COMPLETED only once it carries a result, and PROCESSING until then.
+    """
+    if not word:
+        return Status.UNKNOWN
+    key = word.strip().lower().replace("-", "_").replace(" ", "_")
+    status = _WORDS.get(key)
+    if status is not None:
+        return status
+    if key.endswith(("_failed", "_failure", "_error")):
+        return Status.FAILED
+    if key.endswith(("_cancelled", "_canceled")):
+        return Status.CANCELLED
+    if key.endswith("_completed"):
+        return Status.COMPLETED if has_result else Status.PROCESSING
+    return Status.UNKNOWN
+
+
+@attrs.frozen
+class Task:
+    """One normalized snapshot of a task, from any answer of the gateway.
+
+    Attributes:
+        id: The id the task was created with; the identity of the task.
+        status: The normalized status.
+        raw_status: The status as the server wrote it (``""`` when it wrote none).
+        progress: 0..100, or None when the answer carried none.
+        video_url: The result URL, wherever the answer put it, or None.
+        model: The model, when the answer names it.
+        created_at: When the task was created (aware, UTC), when the answer says.
+        updated_at: The last status change (aware, UTC), when the answer says.
+        error: The failure reason; None unless the task FAILED or was CANCELLED.
+        raw: The answer's body as received.
+    """
+
+    id: str
+    status: Status
+    raw_status: str = ""
+    progress: int | None = None
+    video_url: str | None = None
+    model: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    error: str | None = None
+    raw: Mapping[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
+
+    @property
+    def terminal(self) -> bool:
+        """Whether the task has ended: COMPLETED, FAILED or CANCELLED."""
+        return self.status.terminal
+
+    @classmethod
+    def from_response(cls, body: Mapping[str, Any], *, task_id: str | None = None) -> Task:
+        """Normalize a create or query answer of any route family.
+
+        Args:
+            body: The decoded JSON answer.
+            task_id: The id the task was created with. It wins over the answer's id, which
+                some families change between create and query.
+
+        Raises:
+            ProtocolError: ``body`` is not a JSON object, or carries no id and none was given.
+        """
+        if not isinstance(body, Mapping):
+            raise ProtocolError(
+                f"expected a JSON object for a task, got {type(body).__name__}",
+                body=snippet(_dump(body)),
+            )
+        wire = _wire.read(body)
+        data = wire.data or _wire.Data()
+        meta = wire.metadata or _wire.Data()
+        content = data.data.content if data.data and data.data.content else None
+        ident = task_id or wire.id or wire.task_id or data.task_id
+        if not ident:
+            raise ProtocolError(
+                "the answer carries no task id (neither id nor task_id)",
+                body=snippet(_dump(body)),
+            )
+        url = (
+            wire.video_url or wire.url or wire.result_url or meta.url or meta.video_url
+            or data.url or data.result_url or data.video_url
+            or (content.video_url if content else None)
+        )
+        raw_status = wire.status or data.status or ""
+        status = status_of(raw_status, has_result=url is not None)
+        progress: int | None = wire.progress if wire.progress is not None else data.progress
+        if progress is None and status is Status.COMPLETED:
+            progress = 100
+        error = None
+        if status in (Status.FAILED, Status.CANCELLED):
+            error = (
+                wire.fail_reason or wire.error or data.fail_reason or data.error
+                or meta.fail_reason or meta.error or wire.message
+                or f"the gateway reported {raw_status!r} without a reason"
+            )
+        return cls(
+            id=str(ident),
+            status=status,
+            raw_status=raw_status,
+            progress=progress,
+            video_url=url,
+            model=wire.model,
+            created_at=wire.created_at,
+            updated_at=wire.status_update_time or wire.updated_at,
+            error=error,
+            raw=body,
+        )
+
+
+def _dump(body: object) -> str:
+    try:
+        return json.dumps(body, ensure_ascii=False, default=str)
+    except (TypeError, ValueError):
+        return repr(body)

@@ -1,0 +1,512 @@
+"""The watcher: one scheduler polls every watched task under the shared limiter.
+
+State is two heaps and one timer, not a coroutine per task:
+
+* ``_due``: (next poll time, sequence, entry), one live item per watched task id. Stale items
+  (the entry was polled or dropped since) are skipped when they surface.
+* ``_deadlines``: (deadline, sequence, job) for jobs with a deadline.
+
+One driver coroutine waits until a poll is due, then for a query slot of the limiter, and only
+then picks the most urgent due task: under a tight budget every task is still polled, the most
+overdue first. Creates are started as jobs are submitted, at most ``max_creates`` at a time, and
+queue in the limiter's create lane, which alternates with the query lane.
+
+Invariants: each job is resolved exactly once; a task id is polled by at most one request at a
+time, however many jobs watch it; a task with no job left is not polled again.
+
+The watcher never imports aiohttp: it is given ``create`` and ``query`` callables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import math
+import random
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import attrs
+
+from ._errors import (
+    ProtocolError,
+    RateLimitError,
+    ServerError,
+    TaskFailedError,
+    TaskNotFoundError,
+    TransportError,
+    WaitTimeoutError,
+)
+from ._jobs import Job
+from ._limiter import Lane, Limiter, Slot
+from ._requests import Request
+from ._task import Status, Task
+
+__all__ = ["PollPolicy", "Watcher"]
+
+log = logging.getLogger("octovid")
+
+_SAMPLES = 6  # progress samples kept per task
+_PROTOCOL_STRIKES = 3  # consecutive unreadable answers before a task is failed
+_NOT_FOUND_GRACE = 30.0  # seconds after our own create during which task_not_exist is transient
+
+
+def _seconds(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (
+        math.isfinite(value) and value > 0
+    ):
+        raise ValueError(f"{attribute.name} must be a positive number of seconds, not {value!r}")
+
+
+def _factor(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 1 <= value <= 10:
+        raise ValueError(f"{attribute.name} must be a number from 1 to 10, not {value!r}")
+
+
+def _jitter(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+        raise ValueError(f"{attribute.name} must be a fraction from 0 to below 1, not {value!r}")
+
+
+def _optional_seconds(_: Any, attribute: attrs.Attribute[Any], value: float | None) -> None:
+    if value is not None:
+        _seconds(_, attribute, value)
+
+
+@attrs.frozen
+class PollPolicy:
+    """When to poll a task.
+
+    Without progress, intervals grow from ``initial`` by ``factor`` up to ``max_interval``, each
+    stretched or shrunk by up to ``jitter`` (a fraction) so that tasks created together do not
+    poll together. When the gateway reports progress, the next poll is aimed at the estimated
+    completion, never more than ``max_interval`` after the last one. ``deadline`` is the default
+    number of seconds a job may take in all (None: no limit).
+    """
+
+    initial: float = attrs.field(default=5.0, validator=_seconds)
+    max_interval: float = attrs.field(default=30.0, validator=_seconds)
+    factor: float = attrs.field(default=1.5, validator=_factor)
+    jitter: float = attrs.field(default=0.1, validator=_jitter)
+    deadline: float | None = attrs.field(default=3600.0, validator=_optional_seconds)
+
+    def __attrs_post_init__(self) -> None:
+        if self.max_interval < self.initial:
+            raise ValueError(
+                f"max_interval ({self.max_interval}) must not be below initial ({self.initial})"
+            )
+
+    def delay(self, polls: int, samples: deque[tuple[float, int]], now: float,
+              rng: random.Random) -> float:
+        """Seconds from ``now`` to the next poll of a task polled ``polls`` times so far.
+
+        Args:
+            polls: Polls of this task so far.
+            samples: (loop time first seen, progress) of the task, oldest first, rising.
+            now: The loop time of the poll that just answered.
+            rng: The source of jitter.
+        """
+        geometric = min(self.max_interval, self.initial * self.factor ** polls)
+        eta = estimate(samples)
+        if eta is None:
+            spread = 1 + rng.uniform(-self.jitter, self.jitter)
+            return min(self.max_interval, geometric * spread)
+        # Aim just past the estimated completion: a little late beats one poll too early.
+        total = eta - samples[0][0]
+        aim = eta - now + 0.05 * total
+        spread = 1 + rng.uniform(0, self.jitter)
+        return min(self.max_interval, max(self.initial / 2, aim * spread))
+
+
+def estimate(samples: deque[tuple[float, int]]) -> float | None:
+    """The loop time progress should reach 100, from (time, progress) samples; None if unknown."""
+    if len(samples) < 2:
+        return None
+    (t0, p0), (t1, p1) = samples[0], samples[-1]
+    if p1 <= p0 or t1 <= t0 or p1 >= 100:
+        return None
+    return t1 + (100 - p1) * (t1 - t0) / (p1 - p0)
+
+
+class _Entry:
+    """One watched task id, shared by every job watching it."""
+
+    __slots__ = (
+        "created_at", "failures", "jobs", "live", "polls", "protocol_strikes", "samples", "seq",
+        "task", "task_id",
+    )
+
+    def __init__(self, task_id: str, task: Task | None, created_at: float | None) -> None:
+        self.task_id = task_id
+        self.task = task
+        self.jobs: list[Job] = []
+        self.live = True
+        self.seq = -1  # the sequence number of this entry's live heap item; -1: none
+        self.polls = 0
+        self.failures = 0  # consecutive transient failures
+        self.protocol_strikes = 0  # consecutive unreadable answers
+        self.created_at = created_at  # loop time of our own create, or None
+        self.samples: deque[tuple[float, int]] = deque(maxlen=_SAMPLES)
+
+    def sample(self, now: float, progress: int | None) -> None:
+        """Keep the time each new progress value was first seen; restart if it went back."""
+        if progress is None:
+            return
+        if self.samples and progress < self.samples[-1][1]:
+            self.samples.clear()
+        if not self.samples or progress > self.samples[-1][1]:
+            self.samples.append((now, progress))
+
+
+class Watcher:
+    """Schedules the creates and polls of one client. See the module docstring."""
+
+    __slots__ = (
+        "_closed", "_create", "_create_tasks", "_creates", "_deadlines", "_driver", "_due",
+        "_entries", "_jobs", "_limiter", "_loop", "_max_creates", "_on_created", "_policy",
+        "_poll_tasks", "_query", "_rng", "_seq", "_timer", "_wake",
+    )
+
+    def __init__(
+        self,
+        *,
+        limiter: Limiter,
+        policy: PollPolicy,
+        create: Callable[[Job], Awaitable[Task]],
+        query: Callable[[Slot, str], Awaitable[Task]],
+        max_creates: int,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._limiter = limiter
+        self._policy = policy
+        self._create = create  # one create with its retries; sets the job's id on answer
+        self._query = query  # one query on a granted slot, which it releases
+        self._max_creates = max_creates
+        self._rng = rng or random.Random()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._entries: dict[str, _Entry] = {}
+        self._due: list[tuple[float, int, _Entry]] = []
+        self._deadlines: list[tuple[float, int, Job]] = []
+        self._seq = itertools.count()
+        self._creates: deque[Job] = deque()  # submitted, not started
+        self._jobs: set[Job] = set()  # every job not yet resolved
+        self._create_tasks: set[asyncio.Task[None]] = set()
+        self._poll_tasks: set[asyncio.Task[None]] = set()
+        self._driver: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._wake: asyncio.Future[None] | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        due = f"{self._due[0][0] - self._loop.time():.1f}s" if self._due and self._loop else "-"
+        return (
+            f"<Watcher watching={len(self._entries)} due_next={due} "
+            f"in_flight={len(self._poll_tasks)} creating={len(self._create_tasks)} "
+            f"queued_creates={len(self._creates)}>"
+        )
+
+    @property
+    def watching(self) -> int:
+        """Task ids being polled."""
+        return len(self._entries)
+
+    @property
+    def pending(self) -> int:
+        """Jobs not yet resolved."""
+        return len(self._jobs)
+
+    # -- entry points ------------------------------------------------------------------------
+
+    def submit(self, request: Request, *, deadline: float | None, key: str | None = None) -> Job:
+        """Queue a create; the job then watches the task it creates."""
+        job = self._new_job(request=request, key=key, deadline=deadline)
+        self._creates.append(job)
+        self._start_creates()
+        return job
+
+    def watch(
+        self, task_id: str, *, deadline: float | None, task: Task | None = None,
+        created_at: float | None = None,
+    ) -> Job:
+        """Watch an existing task; jobs watching one task id share its polls."""
+        job = self._new_job(task_id=task_id, deadline=deadline)
+        if task is not None and task.terminal:
+            self._settle(job, task)
+        else:
+            self._attach(job, task_id, task, created_at)
+        return job
+
+    async def close(self) -> None:
+        """Resolve every pending job with CancelledError and stop; no future is left pending."""
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        tasks = [*self._create_tasks, *self._poll_tasks]
+        if self._driver is not None:
+            tasks.append(self._driver)
+        for task in tasks:
+            task.cancel()
+        for job in list(self._jobs):
+            job._finish(asyncio.CancelledError())
+        self._jobs.clear()
+        self._creates.clear()
+        self._entries.clear()
+        self._due.clear()
+        self._deadlines.clear()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- jobs ------------------------------------------------------------------------------
+
+    def _new_job(self, *, deadline: float | None, **kwargs: Any) -> Job:
+        if self._closed:
+            raise RuntimeError("the client is closed")
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        at = None if deadline is None else loop.time() + deadline
+        job = Job(loop, deadline=at, **kwargs)
+        job._on_cancel(self._forget)
+        self._jobs.add(job)
+        job.add_done_callback(self._jobs.discard)
+        if at is not None:
+            heapq.heappush(self._deadlines, (at, next(self._seq), job))
+            self._arm()
+        return job
+
+    def _settle(self, job: Job, task: Task) -> None:
+        """Resolve a job with a terminal snapshot."""
+        job._finish(task if task.status is Status.COMPLETED else TaskFailedError(task))
+
+    def _forget(self, job: Job) -> None:
+        """A job was cancelled: stop polling its task if no other job watches it."""
+        self._jobs.discard(job)
+        entry = self._entries.get(job.id) if job.id is not None else None
+        if entry is not None and job in entry.jobs:
+            entry.jobs.remove(job)
+            if not entry.jobs:
+                self._drop(entry)
+
+    def _drop(self, entry: _Entry) -> None:
+        entry.live = False
+        if self._entries.get(entry.task_id) is entry:
+            del self._entries[entry.task_id]
+
+    # -- creates ---------------------------------------------------------------------------
+
+    def _start_creates(self) -> None:
+        while self._creates and len(self._create_tasks) < self._max_creates:
+            job = self._creates.popleft()
+            if job.done():  # cancelled or timed out before its turn: nothing was sent
+                continue
+            task = asyncio.ensure_future(self._run_create(job))
+            self._create_tasks.add(task)
+            task.add_done_callback(self._create_done)
+
+    def _create_done(self, task: asyncio.Task[None]) -> None:
+        self._create_tasks.discard(task)
+        if not self._closed:
+            self._start_creates()
+
+    async def _run_create(self, job: Job) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            task = await self._create(job)
+        except asyncio.CancelledError:
+            job._finish(asyncio.CancelledError())
+            raise
+        except Exception as exc:
+            job._finish(exc)
+            return
+        if job.done():  # timed out or cancelled while the create was in flight
+            log.warning(
+                "octovid: task %s was created after its job ended (%s); it is not watched: "
+                "Client.watch(%r) resumes it", task.id, job, task.id,
+            )
+        elif task.terminal:
+            self._settle(job, task)
+        else:
+            self._attach(job, task.id, task, loop.time())
+
+    # -- polls -----------------------------------------------------------------------------
+
+    def _attach(self, job: Job, task_id: str, task: Task | None, created_at: float | None) -> None:
+        entry = self._entries.get(task_id)
+        if entry is None:
+            entry = self._entries[task_id] = _Entry(task_id, task, created_at)
+            if task is None:  # a task we know nothing of: ask at once
+                delay = 0.0
+            else:
+                if created_at is not None:
+                    entry.sample(created_at, task.progress)
+                delay = self._jittered(self._policy.initial)
+            self._schedule(entry, delay)
+        elif task is not None and entry.task is None:
+            entry.task = task
+        entry.jobs.append(job)
+        if entry.task is not None:
+            job._update(entry.task)
+
+    def _schedule(self, entry: _Entry, delay: float) -> None:
+        assert self._loop is not None
+        entry.seq = next(self._seq)
+        heapq.heappush(self._due, (self._loop.time() + delay, entry.seq, entry))
+        if self._driver is None:
+            self._driver = asyncio.ensure_future(self._drive())
+            self._driver.add_done_callback(self._driver_done)
+        self._arm()
+
+    def _driver_done(self, driver: asyncio.Task[None]) -> None:
+        if driver.cancelled() or driver.exception() is None:
+            return
+        exc = driver.exception()
+        log.error("octovid: the watcher stopped on an internal error", exc_info=exc)
+        for job in list(self._jobs):  # never leave a job pending
+            job._finish(RuntimeError(f"octovid's watcher stopped: {exc!r}"))
+
+    def _pop_due(self) -> _Entry | None:
+        """The most urgent due entry, or None; skips stale heap items."""
+        assert self._loop is not None
+        now = self._loop.time()
+        while self._due:
+            at, seq, entry = self._due[0]
+            if not entry.live or seq != entry.seq:
+                heapq.heappop(self._due)
+                continue
+            if at > now:
+                return None
+            heapq.heappop(self._due)
+            entry.seq = -1
+            return entry
+        return None
+
+    def _next_due(self) -> float | None:
+        while self._due:
+            at, seq, entry = self._due[0]
+            if entry.live and seq == entry.seq:
+                return at
+            heapq.heappop(self._due)
+        return None
+
+    async def _drive(self) -> None:
+        """The one poll loop: wait for a due task, then a slot, then poll the most urgent."""
+        loop = asyncio.get_running_loop()
+        while True:
+            at = self._next_due()
+            if at is None or at > loop.time():
+                self._wake = loop.create_future()
+                self._arm()
+                try:
+                    await self._wake
+                finally:
+                    self._wake = None
+                continue
+            slot = await self._limiter.acquire(Lane.QUERY)
+            entry = self._pop_due()
+            if entry is None:  # the due task was dropped while we waited
+                slot.refund()
+                continue
+            task = asyncio.ensure_future(self._poll(entry, slot))
+            self._poll_tasks.add(task)
+            task.add_done_callback(self._poll_tasks.discard)
+
+    async def _poll(self, entry: _Entry, slot: Slot) -> None:
+        try:
+            task = await self._query(slot, entry.task_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if entry.live:
+                self._poll_failed(entry, exc)
+        else:
+            if entry.live:
+                self._polled(entry, task)
+        finally:
+            slot.release()
+
+    def _polled(self, entry: _Entry, task: Task) -> None:
+        assert self._loop is not None
+        now = self._loop.time()
+        entry.polls += 1
+        entry.failures = entry.protocol_strikes = 0
+        entry.task = task
+        for job in list(entry.jobs):
+            job._update(task)
+        if task.terminal:
+            self._drop(entry)
+            for job in entry.jobs:
+                self._settle(job, task)
+            return
+        entry.sample(now, task.progress)
+        self._schedule(entry, self._policy.delay(entry.polls, entry.samples, now, self._rng))
+
+    def _poll_failed(self, entry: _Entry, exc: Exception) -> None:
+        assert self._loop is not None
+        if isinstance(exc, ProtocolError):
+            entry.protocol_strikes += 1
+            transient = entry.protocol_strikes < _PROTOCOL_STRIKES
+        elif isinstance(exc, TaskNotFoundError):
+            young = entry.created_at is not None and (
+                self._loop.time() - entry.created_at < _NOT_FOUND_GRACE
+            )
+            transient = young  # the gateway may not know a task it just created
+        elif isinstance(exc, ServerError):
+            transient = not exc.permanent
+        else:
+            transient = isinstance(exc, RateLimitError | TransportError)
+        if not transient:
+            log.warning("octovid: giving up on task %s: %s", entry.task_id, exc)
+            self._drop(entry)
+            for job in entry.jobs:
+                job._finish(exc)
+            return
+        entry.failures += 1
+        log.info("octovid: poll of task %s failed (%s); polling again later", entry.task_id, exc)
+        backoff = min(self._policy.max_interval, self._policy.initial * 2 ** (entry.failures - 1))
+        self._schedule(entry, self._jittered(backoff))
+
+    def _jittered(self, delay: float) -> float:
+        return delay * (1 + self._rng.uniform(-1, 1) * self._policy.jitter)
+
+    # -- the timer -------------------------------------------------------------------------
+
+    def _arm(self) -> None:
+        """Point the one timer at the next deadline, or the next poll if the driver waits."""
+        if self._closed:
+            return
+        assert self._loop is not None
+        at = self._deadlines[0][0] if self._deadlines else math.inf
+        if self._wake is not None:
+            due = self._next_due()
+            if due is not None:
+                at = min(at, due)
+        timer = self._timer
+        if timer is not None:
+            if timer.when() <= at:
+                return
+            timer.cancel()
+        self._timer = None if at == math.inf else self._loop.call_at(at, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        assert self._loop is not None
+        now = self._loop.time()
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _, _, job = heapq.heappop(self._deadlines)
+            self._expire(job)
+        due = self._next_due()
+        if self._wake is not None and due is not None and due <= now and not self._wake.done():
+            self._wake.set_result(None)
+        self._arm()
+
+    def _expire(self, job: Job) -> None:
+        if job.done():
+            return
+        elapsed = job.elapsed
+        log.info("octovid: job %s reached its deadline after %.1fs", job, elapsed)
+        job._finish(WaitTimeoutError(job.id, job.task, elapsed))
+        self._forget(job)
