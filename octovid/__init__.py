@@ -9,7 +9,8 @@ resolves one future per task::
             print(task.video_url)
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError as _NotInstalled
+from importlib.metadata import version as _version
 
 from ._client import Client, Stats
 from ._errors import (
@@ -33,6 +34,7 @@ from ._errors import (
     WaitTimeoutError,
 )
 from ._jobs import Job, as_completed, gather
+from ._journal import Journal, JournalEntry
 from ._limiter import RateLimit
 from ._requests import (
     GrokRequest,
@@ -49,8 +51,8 @@ from ._task import Status, Task
 from ._watcher import PollPolicy
 
 try:
-    __version__ = version("octovid")
-except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = _version("octovid")
+except _NotInstalled:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
 __all__ = [
@@ -63,8 +65,10 @@ __all__ = [
     "DownloadError",
     "GrokRequest",
     "InsufficientQuotaError",
-    "Job",
     "JimengRequest",
+    "Job",
+    "Journal",
+    "JournalEntry",
     "JournalError",
     "OctovidError",
     "PermissionDeniedError",

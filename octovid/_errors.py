@@ -228,7 +228,10 @@ class TaskFailedError(OctovidError):
     def __init__(self, task: Task) -> None:
         self.task = task
         reason = task.error or "no reason given"
-        super().__init__(f"task {task.id} ended {task.raw_status or task.status}: {reason}")
+        super().__init__(
+            f"task {task.id} ended {task.raw_status or task.status}: {reason}; "
+            "submit the request again for another attempt"
+        )
 
 
 class WaitTimeoutError(OctovidError, TimeoutError):
@@ -286,10 +289,12 @@ def _describe(body: bytes, content_type: str) -> tuple[str, str, bool]:
         return "", snippet(body), False
     inner = data.get("error")
     if isinstance(inner, Mapping):  # the auth and routing layer, the content route
-        return _text(inner.get("code")), _text(inner.get("message")), True
-    if isinstance(inner, str) and inner:
-        return _text(data.get("code")), inner, True
-    return _text(data.get("code")), _text(data.get("message")), True  # the task routes
+        code, message = _text(inner.get("code")), _text(inner.get("message"))
+    elif isinstance(inner, str) and inner:
+        code, message = _text(data.get("code")), inner
+    else:  # the task routes
+        code, message = _text(data.get("code")), _text(data.get("message"))
+    return code, message or f"no message (body: {snippet(body, 120)})", True
 
 
 def _text(value: object) -> str:
@@ -313,8 +318,8 @@ def parse_retry_after(value: str | None) -> float | None:
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
         seconds = (when - datetime.now(UTC)).total_seconds()
-    if not math.isfinite(seconds):
-        return None
+    if not math.isfinite(seconds) or (seconds < 0 and value.lstrip().startswith("-")):
+        return None  # a negative delta is not a Retry-After; a date in the past means now
     return max(0.0, seconds)
 
 
@@ -341,7 +346,7 @@ def error_from_response(
         if code in QUOTA_CODES:
             return InsufficientQuotaError(status, message, **kwargs)
         return PermissionDeniedError(status, message, **kwargs)
-    if code == "task_not_exist" or (status == 404 and body.lstrip()[:1] == b"{"):
+    if (status == 400 and code == "task_not_exist") or (status == 404 and from_gateway):
         return TaskNotFoundError(status, message, **kwargs)
     if status in (400, 413, 422):
         return BadRequestError(status, message, **kwargs)

@@ -40,7 +40,13 @@ def _images(value: Iterable[str] | str) -> tuple[str, ...]:
 def _extra(value: Mapping[str, Any]) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise RequestValidationError("extra", value, "a mapping of extra JSON fields")
-    return MappingProxyType(dict(value))
+    if not all(isinstance(name, str) for name in value):
+        raise RequestValidationError("extra", dict(value), "string keys only")
+    try:  # a deep copy, and proof that it is JSON
+        copied = json.loads(json.dumps(dict(value), allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise RequestValidationError("extra", dict(value), "JSON values only") from exc
+    return MappingProxyType(copied)
 
 
 def _upper(value: Any) -> Any:
@@ -60,7 +66,10 @@ def _join(values: Collection[object]) -> str:
 
 
 def _choice(field: str, value: object, allowed: Collection[object]) -> None:
-    if value is not None and value not in allowed:
+    if value is None:
+        return
+    kinds = {type(option) for option in allowed}
+    if type(value) not in kinds or value not in allowed:  # 10.0 is not 10, [] is not a word
         raise RequestValidationError(field, value, f"one of {_join(allowed)}")
 
 
@@ -116,9 +125,11 @@ class Request:
             raise RequestValidationError("model", self.model, "a non-empty model name")
         prefix = self.family
         if prefix and not self.model.lower().startswith(prefix):
+            other = _family_of(self.model)
+            hint = f"octovid.{other.__name__}" if other else "octovid.VideoRequest"
             raise RequestValidationError(
-                "model", self.model, f"a {prefix} model (e.g. {self._example_model()}); "
-                "use octovid.VideoRequest for other models"
+                "model", self.model,
+                f"a {prefix} model (e.g. {self._example_model()}); use {hint} for {self.model}",
             )
         if not isinstance(self.prompt, str) or not self.prompt.strip():
             raise RequestValidationError("prompt", self.prompt, "a non-empty string")
@@ -135,10 +146,6 @@ class Request:
                 "extra", dict(self.extra),
                 f"no keys that are fields of their own ({_join(reserved)})",
             )
-        try:
-            json.dumps(dict(self.extra), allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise RequestValidationError("extra", dict(self.extra), "JSON values only") from exc
 
     def _max_images(self, limit: int, meaning: str) -> None:
         if len(self.images) > limit:
@@ -213,7 +220,7 @@ class VeoRequest(Request):
             self._max_images(3, "reference images")
 
     def _orientation(self) -> str:
-        if self.orientation is not None:
+        if isinstance(self.orientation, str) and self.orientation in _VEO_SHAPES:
             return self.orientation
         for orientation, (size, ratio) in _VEO_SHAPES.items():
             if self.size == size or self.aspect_ratio == ratio:
@@ -223,7 +230,8 @@ class VeoRequest(Request):
     def _derived(self) -> dict[str, Any]:
         orientation = self._orientation()
         size, ratio = _VEO_SHAPES[orientation]
-        return {"orientation": orientation, "size": size, "aspect_ratio": ratio}
+        return {"orientation": orientation, "size": size, "aspect_ratio": ratio,
+                "duration": 8 if self.duration is None else self.duration}
 
 
 # --- Sora -----------------------------------------------------------------------------------
@@ -252,10 +260,19 @@ class SoraRequest(Request):
         factory=dict, converter=_extra, kw_only=True, hash=False
     )
 
+    def _derived(self) -> dict[str, Any]:
+        # The gateway requires these three: None means the default, not "leave it out".
+        return {
+            "orientation": self.orientation or "portrait",
+            "size": self.size or "small",
+            "duration": _SORA_DURATIONS[0] if self.duration is None else self.duration,
+        }
+
     def _validate(self) -> None:
         _choice("orientation", self.orientation, ("portrait", "landscape"))
         _choice("size", self.size, ("small", "large"))
         pro = self.model.lower().endswith("-pro")
+        _integer("duration", self.duration)
         if self.duration is not None:
             longer_ok = pro and type(self.duration) is int and self.duration > _SORA_DURATIONS[-1]
             if self.duration not in _SORA_DURATIONS and not longer_ok:
@@ -298,6 +315,7 @@ class GrokRequest(Request):
     def _validate(self) -> None:
         _choice("aspect_ratio", self.aspect_ratio, ("16:9", "9:16", "2:3", "3:2", "1:1"))
         _choice("size", self.size, ("720P", "1080P"))
+        _integer("duration", self.duration)
         fixed = _GROK_FIXED.get(self.model.lower())
         if fixed is not None:
             _choice("duration", self.duration, (fixed,))
@@ -414,6 +432,11 @@ _FAMILIES: tuple[type[Request], ...] = (
 )
 
 
+def _family_of(model: str) -> type[Request] | None:
+    lowered = model.lower()
+    return next((family for family in _FAMILIES if lowered.startswith(family.family)), None)
+
+
 def request_from_dict(data: Mapping[str, Any]) -> Request:
     """Build the request family matching ``data["model"]`` from a JSON-like mapping.
 
@@ -431,10 +454,7 @@ def request_from_dict(data: Mapping[str, Any]) -> Request:
         raise RequestValidationError("model", model, "a non-empty model name")
     if "prompt" not in data:
         raise RequestValidationError("prompt", None, "a non-empty string")
-    cls: type[Request] = next(
-        (family for family in _FAMILIES if model.lower().startswith(family.family)),
-        VideoRequest,
-    )
+    cls: type[Request] = _family_of(model) or VideoRequest
     fields = _fields(cls)
     extra = data.get("extra", {})
     if not isinstance(extra, Mapping):

@@ -110,7 +110,9 @@ def _percent(value: object, _: object) -> int | None:
             value = float(value)
         except ValueError:
             return None
-    if isinstance(value, int | float) and math.isfinite(value):
+    if isinstance(value, int):
+        return max(0, min(100, value))
+    if isinstance(value, float) and math.isfinite(value):
         return max(0, min(100, int(value)))
     return None
 
@@ -125,14 +127,22 @@ def _instant(value: object, _: object) -> datetime | None:
         except ValueError:
             try:
                 parsed = datetime.fromisoformat(text)
-            except ValueError:
+                if parsed.tzinfo is None:
+                    parsed = parsed.replace(tzinfo=UTC)
+                parsed = parsed.astimezone(UTC)
+            except (ValueError, OverflowError):
                 return None
-            if parsed.tzinfo is None:
-                parsed = parsed.replace(tzinfo=UTC)
-            return parsed.astimezone(UTC)
-    if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+            return parsed if _EARLIEST <= parsed.timestamp() <= _LATEST else None
+    if not isinstance(value, int | float):
+        return None
+    try:
+        seconds = float(value)
+    except OverflowError:
+        return None
+    if not math.isfinite(seconds) or seconds <= 0:
         return None  # 0 means "not yet"
-    seconds = value / 1000 if value > _MILLIS else value
+    if seconds > _MILLIS:
+        seconds /= 1000
     if not _EARLIEST <= seconds <= _LATEST:
         return None
     return datetime.fromtimestamp(seconds, UTC)
@@ -171,3 +181,4 @@ def read(body: Mapping[str, Any]) -> Wire:
     wire = converter.structure(body, Wire)
     assert wire is not None  # body is a Mapping
     return wire
+
