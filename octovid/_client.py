@@ -7,17 +7,27 @@ import logging
 import math
 import os
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._errors import ConfigError, CreateUncertainError, RateLimitError, ServerError, TransportError
+from ._download import Downloader, Progress
+from ._errors import (
+    APIError,
+    ConfigError,
+    CreateUncertainError,
+    RateLimitError,
+    ServerError,
+    TransportError,
+)
 from ._jobs import Job
+from ._journal import Journal
 from ._limiter import Lane, Limiter, RateLimit, Slot
 from ._requests import Request
 from ._retry import RetryPolicy, retrying
-from ._task import Task
+from ._task import Status, Task
 from ._transport import Transport, gateway_url
 from ._watcher import PollPolicy, Watcher
 
@@ -115,8 +125,9 @@ class Client:
     """
 
     __slots__ = (
-        "_api_key", "_base_url", "_closed", "_counters", "_exchanges", "_journal", "_limiter",
-        "_poll", "_retry", "_session", "_timeout", "_transport", "_watcher",
+        "_api_key", "_base_url", "_closed", "_counters", "_downloader", "_exchanges", "_journal",
+        "_limiter", "_max_concurrency", "_owns_journal", "_poll", "_retry", "_session",
+        "_timeout", "_transport", "_watcher",
     )
 
     def __init__(
@@ -129,7 +140,7 @@ class Client:
         poll: PollPolicy = PollPolicy(),  # noqa: B008 - frozen, so sharing it is safe
         retry: RetryPolicy = RetryPolicy(),  # noqa: B008
         timeout: float = 60.0,
-        journal: Any = None,
+        journal: str | os.PathLike[str] | Journal | None = None,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("OCTOVID_API_KEY")
@@ -146,8 +157,13 @@ class Client:
         self._poll = poll
         self._retry = retry
         self._session = session
-        self._journal = journal
+        self._max_concurrency = max_concurrency
+        self._owns_journal = journal is not None and not isinstance(journal, Journal)
+        self._journal = journal if isinstance(journal, Journal) or journal is None else (
+            Journal(journal)
+        )
         self._transport: Transport | None = None
+        self._downloader: Downloader | None = None
         self._counters = _Counters()
         self._exchanges: set[asyncio.Task[Task]] = set()  # creates on the wire
         self._closed = False
@@ -157,6 +173,7 @@ class Client:
             create=self._create_job,
             query=self._query_once,
             max_creates=max_concurrency,
+            on_update=self._journal.update if self._journal is not None else None,
         )
 
     def __repr__(self) -> str:
@@ -189,6 +206,8 @@ class Client:
             await asyncio.wait(list(self._exchanges), timeout=self._timeout)
         if self._transport is not None:
             await self._transport.close()
+        if self._owns_journal and self._journal is not None:
+            self._journal.close()
 
     @property
     def stats(self) -> Stats:
@@ -212,6 +231,11 @@ class Client:
     def base_url(self) -> str:
         """The gateway's base URL."""
         return str(self._base_url)
+
+    @property
+    def journal(self) -> Journal | None:
+        """The journal, if the client keeps one."""
+        return self._journal
 
     # -- one request -----------------------------------------------------------------------
 
@@ -280,12 +304,37 @@ class Client:
             if len(set(keys)) != len(keys):
                 raise ValueError("keys must be distinct within one call")
         self._get_transport()  # a missing key fails here, before anything is queued
+        if keys is not None and self._journal is None:
+            raise ConfigError("idempotency keys need a journal: Client(journal='path.db')")
         seconds = self._deadline(deadline)
-        return [
-            self._watcher.submit(request, deadline=seconds,
-                                 key=None if keys is None else keys[index])
-            for index, request in enumerate(batch)
-        ]
+        if keys is None:
+            return [self._watcher.submit(request, deadline=seconds) for request in batch]
+        assert self._journal is not None
+        claims = [self._journal.claim(key, request.to_payload())
+                  for key, request in zip(keys, batch, strict=True)]
+        return [self._resume(request, claim.key, claim.state, seconds)
+                for request, claim in zip(batch, claims, strict=True)]
+
+    def _resume(self, request: Request, key: str, state: str, deadline: float | None) -> Job:
+        """The job of a journaled key: created anew, watched again, or known already."""
+        assert self._journal is not None
+        if state in ("queued", "refused"):  # never accepted: create it
+            return self._watcher.submit(request, deadline=deadline, key=key)
+        entry = self._journal.get(key)
+        assert entry is not None
+        task = entry.task
+        if entry.uncertain or task is None:
+            error = CreateUncertainError(
+                f"the create for key {key!r} was sent by an earlier run and never answered: "
+                "the task may exist and be billed. Check with the gateway, then "
+                "Journal.forget(key) to create it again",
+                request=request,
+            )
+            return self._watcher.resolved(error, request=request, key=key)
+        if task.terminal:
+            return self._watcher.resolved(task, request=request, key=key, task_id=task.id)
+        return self._watcher.watch(task.id, deadline=deadline, task=task, request=request,
+                                   key=key)
 
     def watch(self, task_id: str, *, deadline: float | None = None) -> Job:
         """Watch an existing task, without waiting. Watching one id twice shares its polls."""
@@ -307,7 +356,55 @@ class Client:
             job.cancel()
             raise
 
+    async def download(
+        self,
+        task_or_id: Task | str,
+        dest: str | os.PathLike[str],
+        *,
+        progress: Progress | None = None,
+    ) -> Path:
+        """Download a completed task's video, verified, to ``dest``.
+
+        Args:
+            task_or_id: The task (a snapshot) or its id.
+            dest: A file path, or a directory (existing, or ending with a separator) in which
+                the file is named from the task id, made safe.
+            progress: Called as ``progress(bytes_done, bytes_total_or_None)`` while streaming.
+
+        Returns:
+            The path of the file, written atomically: it exists only once complete.
+
+        Raises:
+            DownloadError: The task is not completed, or no source gave a verified video.
+        """
+        self._check_open()
+        if isinstance(task_or_id, Task):
+            task = task_or_id
+            if task.status is not Status.COMPLETED:
+                task = await self.get(task.id)
+        else:
+            task = await self.get(_task_id(task_or_id))
+        downloader = self._get_downloader()
+        target = downloader.target(task, dest)
+        size, digest = await downloader.download(task, target, progress)
+        self._counters.downloads += 1
+        if self._journal is not None:
+            self._journal.downloaded(task.id, str(target), size, digest)
+        log.info("octovid: downloaded task %s to %s (%d bytes)", task.id, target, size)
+        return target
+
     # -- internals -------------------------------------------------------------------------
+
+    def _get_downloader(self) -> Downloader:
+        if self._downloader is None:
+            self._downloader = Downloader(
+                self._get_transport(), self._limiter, self.get,
+                foreign_concurrency=self._max_concurrency, on_request=self._count_request,
+            )
+        return self._downloader
+
+    def _count_request(self) -> None:
+        self._counters.requests += 1
 
     def _check_open(self) -> None:
         if self._closed:
@@ -366,7 +463,11 @@ class Client:
         return Task.from_response(answer.body, task_id=task_id)
 
     async def _create(
-        self, request: Request, on_created: Callable[[Task], None] | None = None
+        self,
+        request: Request,
+        *,
+        key: str | None = None,
+        on_created: Callable[[Task], None] | None = None,
     ) -> Task:
         payload = request.to_payload()
         self._get_transport()
@@ -375,7 +476,9 @@ class Client:
             slot = await self._limiter.acquire(Lane.CREATE)
             # Once sent, a create runs to its answer even if the caller is cancelled, so that
             # a task the gateway accepted is always recorded.
-            exchange = asyncio.ensure_future(self._post_create(slot, request, payload, on_created))
+            exchange = asyncio.ensure_future(
+                self._post_create(slot, request, payload, key, on_created)
+            )
             self._exchanges.add(exchange)
             exchange.add_done_callback(self._exchanges.discard)
             try:
@@ -394,37 +497,48 @@ class Client:
         slot: Slot,
         request: Request,
         payload: dict[str, Any],
+        key: str | None,
         on_created: Callable[[Task], None] | None,
     ) -> Task:
-        with slot:
-            try:
-                answer = await self._send(slot, "POST", _CREATE, payload=payload)
-            except TransportError as exc:
-                if not exc.sent:
-                    raise
-                raise CreateUncertainError(
-                    f"the create of {request.model} was sent but its answer was lost ({exc}); "
-                    "the gateway may have accepted and billed it, so it is not sent again",
-                    request=request,
-                ) from exc
-            except ServerError as exc:
-                if exc.from_gateway:
-                    raise
-                raise CreateUncertainError(
-                    f"a proxy answered the create of {request.model} with HTTP {exc.status} "
-                    "(not the gateway's error): the create may have reached the gateway, "
-                    "so it is not sent again",
-                    request=request,
-                ) from exc
+        journal = self._journal if key is not None else None
         try:
+            with slot:
+                if journal is not None:
+                    journal.sending(key)  # type: ignore[arg-type]
+                answer = await self._send(slot, "POST", _CREATE, payload=payload)
             task = Task.from_response(answer.body)
-        except Exception as exc:
-            raise CreateUncertainError(
-                f"the gateway accepted the create of {request.model} (HTTP {answer.status}) "
-                f"but its answer carries no task id: {exc}",
+        except (TransportError, ServerError) as exc:
+            if (isinstance(exc, TransportError) and not exc.sent) or (
+                isinstance(exc, ServerError) and exc.from_gateway
+            ):
+                if journal is not None:
+                    journal.refused(key, exc)  # type: ignore[arg-type]
+                raise
+            uncertain = CreateUncertainError(
+                f"the create of {request.model} may have reached the gateway, but "
+                f"{'a proxy answered' if isinstance(exc, ServerError) else 'no answer came'}"
+                f" ({exc}): it may be billed, so it is not sent again",
                 request=request,
-            ) from exc
+            )
+            if journal is not None:
+                journal.uncertain(key, uncertain)  # type: ignore[arg-type]
+            raise uncertain from exc
+        except APIError as exc:
+            if journal is not None:
+                journal.refused(key, exc)  # type: ignore[arg-type]
+            raise
+        except Exception as exc:  # a success answer without a task id
+            uncertain = CreateUncertainError(
+                f"the gateway accepted the create of {request.model} but its answer carries "
+                f"no task id ({exc}): the task may exist and be billed",
+                request=request,
+            )
+            if journal is not None:
+                journal.uncertain(key, uncertain)  # type: ignore[arg-type]
+            raise uncertain from exc
         self._counters.creates += 1
+        if journal is not None:
+            journal.created(key, task)  # type: ignore[arg-type]
         log.debug("octovid: created task %s (%s)", task.id, request.model)
         if on_created is not None:
             on_created(task)
@@ -432,7 +546,7 @@ class Client:
 
     async def _create_job(self, job: Job) -> Task:
         assert job.request is not None
-        return await self._create(job.request, on_created=job._update)
+        return await self._create(job.request, key=job.key, on_created=job._update)
 
 
 def _check_request(request: object) -> Request:

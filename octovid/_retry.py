@@ -26,7 +26,7 @@ from ._errors import (
     TransportError,
 )
 
-__all__ = ["RetryPolicy", "retrying", "retryable"]
+__all__ = ["RetryPolicy", "retryable", "retrying"]
 
 log = logging.getLogger("octovid")
 

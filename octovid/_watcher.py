@@ -166,7 +166,7 @@ class Watcher:
 
     __slots__ = (
         "_closed", "_create", "_create_tasks", "_creates", "_deadlines", "_driver", "_due",
-        "_entries", "_jobs", "_limiter", "_loop", "_max_creates", "_on_created", "_policy",
+        "_entries", "_jobs", "_limiter", "_loop", "_max_creates", "_on_update", "_policy",
         "_poll_tasks", "_query", "_rng", "_seq", "_timer", "_wake",
     )
 
@@ -179,6 +179,7 @@ class Watcher:
         query: Callable[[Slot, str], Awaitable[Task]],
         max_creates: int,
         rng: random.Random | None = None,
+        on_update: Callable[[Task], None] | None = None,
     ) -> None:
         self._limiter = limiter
         self._policy = policy
@@ -186,6 +187,7 @@ class Watcher:
         self._query = query  # one query on a granted slot, which it releases
         self._max_creates = max_creates
         self._rng = rng or random.Random()
+        self._on_update = on_update  # told of each new status (the journal)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._entries: dict[str, _Entry] = {}
         self._due: list[tuple[float, int, _Entry]] = []
@@ -229,15 +231,25 @@ class Watcher:
 
     def watch(
         self, task_id: str, *, deadline: float | None, task: Task | None = None,
-        created_at: float | None = None,
+        created_at: float | None = None, **job_fields: Any,
     ) -> Job:
         """Watch an existing task; jobs watching one task id share its polls."""
-        job = self._new_job(task_id=task_id, deadline=deadline)
+        job = self._new_job(task_id=task_id, deadline=deadline, **job_fields)
         if task is not None and task.terminal:
             self._settle(job, task)
         else:
             self._attach(job, task_id, task, created_at)
         return job
+
+    def resolved(self, outcome: Task | BaseException, **job: Any) -> Job:
+        """A job that is done from the start (its outcome known from the journal)."""
+        done = self._new_job(deadline=None, **job)
+        if isinstance(outcome, Task):
+            done._update(outcome)
+            self._settle(done, outcome)
+        else:
+            done._finish(outcome)
+        return done
 
     async def close(self) -> None:
         """Resolve every pending job with CancelledError and stop; no future is left pending."""
@@ -433,6 +445,10 @@ class Watcher:
         now = self._loop.time()
         entry.polls += 1
         entry.failures = entry.protocol_strikes = 0
+        if self._on_update is not None and (
+            entry.task is None or entry.task.raw_status != task.raw_status
+        ):
+            self._on_update(task)
         entry.task = task
         for job in list(entry.jobs):
             job._update(task)
