@@ -137,6 +137,7 @@ def retrying(
         giveup=give_up,
         on_backoff=backing_off,
         raise_on_giveup=True,
+        logger=None,  # octovid logs its retries itself, to its own logger
     )(fn)
     result: Awaitable[T] = decorated()
     return result

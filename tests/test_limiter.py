@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 
 import pytest
@@ -12,7 +13,7 @@ from octovid._limiter import Lane, Limiter
 
 
 def gaps(times: list[float]) -> list[float]:
-    return [round(b - a, 9) for a, b in zip(times, times[1:], strict=False)]
+    return [round(b - a, 9) for a, b in itertools.pairwise(times)]
 
 
 async def grants(limiter: Limiter, count: int, lane: Lane = Lane.QUERY) -> list[float]:

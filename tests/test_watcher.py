@@ -475,7 +475,7 @@ def test_updates_raise_when_the_job_times_out(virtual):
 
 def test_created_returns_the_first_snapshot(virtual):
     """created() returns the create's answer, before the task finishes."""
-    watcher, gateway, _ = make(policy=EXACT)
+    watcher, _, _ = make(policy=EXACT)
 
     async def main() -> tuple[Task, bool]:
         job = watcher.submit(octovid.SoraRequest("x"), deadline=None)

@@ -1,0 +1,91 @@
+"""The command line of ``python -m octovid.testing``: one simulator, served until a signal."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+
+from ._simulator import Simulator
+
+
+def _rate_limit(text: str) -> tuple[int, float]:
+    requests, _, window = text.partition("/")
+    try:
+        limit = int(requests), float(window or "1")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N/WINDOW, e.g. 10/1, not {text!r}") from None
+    return limit
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m octovid.testing",
+        description="Serve an imitation of the octopusx video gateway on this machine.",
+    )
+    add = parser.add_argument
+    add("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
+    add("--port", type=int, default=8000, help="gateway port, 0 for any (default: %(default)s)")
+    add("--api-key", default="sim-key", help="key to accept, '' for any (default: %(default)s)")
+    add("--seed", type=int, help="seed durations, outcomes and ids")
+    add(
+        "--duration",
+        nargs=2,
+        type=float,
+        default=(1.0, 3.0),
+        metavar=("MIN", "MAX"),
+        help="seconds a task takes, drawn uniformly (default: 1 3)",
+    )
+    add("--failure-rate", type=float, default=0.0, help="fraction of tasks that fail")
+    add("--refresh", type=float, default=0.0, help="gateway state refresh period, seconds")
+    add("--unknown-for", type=float, default=0.0, help='seconds a new task reports "unknown"')
+    add("--rate-limit", type=_rate_limit, metavar="N/WINDOW", help="requests per window per key")
+    add("--retry-after", type=float, help="send Retry-After with 429s, seconds")
+    add("--url-ttl", type=float, help="seconds a result URL stays valid")
+    return parser
+
+
+async def _serve(simulator: Simulator) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):  # Windows: Ctrl-C still interrupts
+            loop.add_signal_handler(signum, stop.set)
+    async with simulator:
+        print(
+            f"octovid simulator listening on {simulator.url} (api key: {simulator.api_key})",
+            flush=True,
+        )
+        await stop.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the simulator from the command line until SIGINT or SIGTERM; return the exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        simulator = Simulator(
+            api_key=args.api_key or None,
+            host=args.host,
+            port=args.port,
+            seed=args.seed,
+            duration=tuple(args.duration),
+            failure_rate=args.failure_rate,
+            refresh=args.refresh,
+            unknown_for=args.unknown_for,
+            rate_limit=args.rate_limit,
+            retry_after=args.retry_after,
+            url_ttl=args.url_ttl,
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+    try:
+        asyncio.run(_serve(simulator))
+    except KeyboardInterrupt:  # where no signal handler could be installed
+        pass
+    except OSError as exc:  # e.g. the port is taken
+        print(f"{parser.prog}: {exc}", file=sys.stderr)
+        return 1
+    return 0
