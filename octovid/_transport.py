@@ -96,10 +96,11 @@ class Transport:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None:
+            # No trust_env: it reads ~/.netrc and the proxy variables in a thread on every
+            # request. Pass a session of your own to go through a proxy.
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
                 headers={"User-Agent": _USER_AGENT},
-                trust_env=True,
             )
         return self._session
 
