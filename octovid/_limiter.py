@@ -1,7 +1,11 @@
 """The shared rate limiter: every request sent with one key passes through one of these.
 
 Pacing is a GCRA (the compact form of a token bucket): one "theoretical arrival time" advanced by
-``per / rate`` for each request, ``burst`` requests allowed at once. On top of it:
+``per / rate`` for each request, ``burst`` requests allowed at once. A grant that comes a little
+late (timers fire up to a millisecond late) keeps its place on the grid, so the long-run rate is
+the configured one; a window guard, the gateway's own rule, makes sure that catching up never
+puts more than ``rate`` requests in any ``per`` seconds (with a little slack for the jitter of
+the network between us and the gateway). On top of it:
 
 * a cool-down after a 429: one shared "not before" instant that every waiter respects and that
   only the passing of time moves back;
@@ -17,6 +21,7 @@ its turn consumes nothing. The loop is bound lazily, on first use; time is ``loo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import math
@@ -34,6 +39,9 @@ _GROWTH = 0.05  # additive increase per second, as a fraction of the rate after 
 _FLOOR = 1 / 64  # the adaptive rate never goes below this fraction of the configured one
 _COOL_MIN, _COOL_MAX = 1.0, 60.0  # cool-down after a 429 without Retry-After, doubling per 429
 _EARLY = 1e-6  # timers may fire this much early
+# The window guard's slack: requests reach the gateway with some jitter, so a window of grants
+# exactly `per` seconds long may arrive a little shorter. 2.5% of the window, at most 0.25 s.
+_SLACK, _SLACK_MAX = 0.025, 0.25
 
 
 def _positive(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
@@ -108,8 +116,8 @@ class Limiter:
 
     __slots__ = (
         "_closed", "_cut_at", "_cut_rate", "_in_flight", "_limit", "_live", "_loop",
-        "_max_in_flight", "_not_before", "_queues", "_rate", "_streak", "_tat", "_timer",
-        "_turn", "granted", "waited",
+        "_max_in_flight", "_not_before", "_queues", "_rate", "_span", "_streak", "_tat",
+        "_timer", "_turn", "_window", "granted", "waited",
     )
 
     def __init__(self, limit: RateLimit, max_in_flight: int) -> None:
@@ -122,6 +130,12 @@ class Limiter:
         self._cut_at = -math.inf  # loop time of the last cut
         self._tat = -math.inf  # GCRA theoretical arrival time
         self._not_before = -math.inf  # the shared cool-down
+        # The window guard: the last `rate + burst - 1` grants (what a token bucket admits in
+        # `per` seconds) may not span less than `per` seconds, plus slack for network jitter.
+        count = max(1, math.floor(limit.rate))
+        span = limit.per * count / limit.rate
+        self._span = span + min(_SLACK * span, _SLACK_MAX)
+        self._window: deque[float] = deque(maxlen=count + limit.burst - 1)
         self._streak = 0  # 429 events since the last success
         self._in_flight = 0
         self._live = 0  # waiters not cancelled
@@ -244,10 +258,18 @@ class Limiter:
 
     def _ready(self, now: float) -> float:
         """The earliest loop time the next request may go."""
-        return max(self._not_before, self._tat - (self._limit.burst - 1) * self._interval(now))
+        at = max(self._not_before, self._tat - (self._limit.burst - 1) * self._interval(now))
+        window = self._window
+        if len(window) == window.maxlen:
+            at = max(at, window[0] + self._span)
+        return at
 
     def _take(self, now: float, since: float) -> Slot:
-        self._tat = max(self._tat, now) + self._interval(now)
+        interval = self._interval(now)
+        late = now - self._tat
+        # A slightly late grant keeps its place on the grid; after idle time the grid restarts.
+        self._tat = (self._tat if 0 <= late <= interval / 2 else max(self._tat, now)) + interval
+        self._window.append(now)
         self._in_flight += 1
         self.granted += 1
         self.waited += now - since
@@ -255,6 +277,8 @@ class Limiter:
 
     def _refund(self, slot: Slot) -> None:
         self._tat -= self._interval(slot.at)
+        with contextlib.suppress(ValueError):
+            self._window.remove(slot.at)
         slot.release()
 
     def _release(self) -> None:

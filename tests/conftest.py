@@ -15,12 +15,14 @@ class VirtualLoop(asyncio.SelectorEventLoop):
     """An event loop whose clock jumps to the next timer whenever nothing is ready to run.
 
     Code under test reads time through ``loop.time()``, so sleeps and timers take no real time
-    and every instant is exact. Only for code that does no I/O.
+    and every instant is exact, or late by ``lateness`` like a real loop's timers. Only for code
+    that does no I/O.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, lateness: float = 0.0) -> None:
         super().__init__()
         self._now = 1000.0
+        self._lateness = lateness
 
     def time(self) -> float:
         return self._now
@@ -30,13 +32,13 @@ class VirtualLoop(asyncio.SelectorEventLoop):
         scheduled: Any = self._scheduled  # type: ignore[attr-defined]
         if not ready and scheduled:
             when = scheduled[0].when()
-            self._now = max(self._now, when)
+            self._now = max(self._now, when + self._lateness)
         super()._run_once()  # type: ignore[misc]
 
 
-def run_virtual(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+def run_virtual(main: Callable[[], Coroutine[Any, Any, T]], lateness: float = 0.0) -> T:
     """Run ``main()`` to completion on a fresh loop on virtual time."""
-    loop = VirtualLoop()
+    loop = VirtualLoop(lateness)
     try:
         return loop.run_until_complete(main())
     finally:
@@ -45,6 +47,6 @@ def run_virtual(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 
 @pytest.fixture
-def virtual() -> Callable[[Callable[[], Coroutine[Any, Any, Any]]], Any]:
-    """Run a coroutine function on virtual time: ``virtual(main)``."""
+def virtual() -> Callable[..., Any]:
+    """Run a coroutine function on virtual time: ``virtual(main, lateness=0.0)``."""
     return run_virtual
