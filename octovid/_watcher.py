@@ -482,7 +482,10 @@ class Watcher:
             return
         entry.failures += 1
         log.info("octovid: poll of task %s failed (%s); polling again later", entry.task_id, exc)
-        backoff = min(self._policy.max_interval, self._policy.initial * 2 ** (entry.failures - 1))
+        # Soon after one blip (a second at most), backing off towards max_interval if it lasts;
+        # the limiter's shared cool-down already holds every poll back after a 429.
+        first = min(self._policy.initial, 1.0)
+        backoff = min(self._policy.max_interval, first * 2 ** (entry.failures - 1))
         self._schedule(entry, self._jittered(backoff))
 
     def _jittered(self, delay: float) -> float:

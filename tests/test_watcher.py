@@ -299,6 +299,27 @@ def test_transient_failures_never_fail_the_job(virtual):
     assert len(gateway.polls("a")) >= 5
 
 
+def test_failed_polls_retry_within_a_second_then_back_off(virtual):
+    """After a failed poll the task is polled again after 1 s, then 2, 4... up to max_interval."""
+    policy = PollPolicy(initial=5.0, factor=2.0, max_interval=6.0, jitter=0.0, deadline=None)
+    watcher, gateway, _ = make(policy=policy, progress=False)
+    gateway.latency = 0.0
+
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        gateway.add("a", duration=30.0)
+        gateway.faults["a"] = [octovid.ServerError(502, "bad gateway")] * 4
+        start = loop.time()
+        job = watcher.watch("a", deadline=None, task=Task(id="a", status=Status.QUEUED),
+                            created_at=start)
+        await job
+        return [round(t - start, 3) for t in gateway.polls("a")]
+
+    # 5 fails, +1 fails, +2 fails, +4 fails, +6 (the cap) succeeds; then the healthy schedule
+    # (capped at 6 s) until the task completes at 30 s.
+    assert go(virtual, watcher, main) == [5.0, 6.0, 8.0, 12.0, 18.0, 24.0, 30.0]
+
+
 def test_permanent_error_fails_the_job(virtual):
     """An authentication error during polling fails the job with that error."""
     watcher, gateway, _ = make(policy=EXACT)
