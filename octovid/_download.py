@@ -96,7 +96,8 @@ class Downloader:
         """Where the video of ``task`` goes: ``dest`` itself, or a safe name inside it."""
         path = Path(dest)
         if path.is_dir() or str(dest).endswith((os.sep, "/")):
-            suffix = Path(URL(task.video_url).path).suffix.lower() if task.video_url else ""
+            source = self._transport.resolve(task.video_url) if task.video_url else None
+            suffix = Path(source.path).suffix.lower() if source is not None else ""
             name = safe_name(task.id) + (suffix if suffix in _VIDEO_SUFFIXES else ".mp4")
             target = path / name
             if target.resolve().parent != path.resolve():  # belt and braces: stay inside dest
@@ -120,7 +121,8 @@ class Downloader:
         await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)
         part = target.with_name(target.name + ".part")
         content = self.content_url(task.id)
-        sources = [URL(task.video_url)] if task.video_url else []
+        given = self._transport.resolve(task.video_url) if task.video_url else None
+        sources = [given] if given is not None else []
         sources.append(content)
         refreshed = False
         failures = 0
@@ -138,8 +140,9 @@ class Downloader:
                 if not refreshed:  # a signed URL may have expired: ask for a fresh one
                     refreshed = True
                     fresh = await self._refresh(task.id)
-                    if fresh.video_url and URL(fresh.video_url) != url:
-                        sources.insert(0, URL(fresh.video_url))
+                    again = self._transport.resolve(fresh.video_url) if fresh.video_url else None
+                    if again is not None and again != url:
+                        sources.insert(0, again)
             except (_Short, TransportError, ServerError, RateLimitError) as exc:
                 failures += 1
                 if failures >= _ATTEMPTS:

@@ -206,7 +206,7 @@ class TaskNotFoundError(BadRequestError):
 class RateLimitError(APIError):
     """429: the key's or the upstream's rate limit was hit (see ``retry_after``)."""
 
-    hint = "octovid slows down and retries on its own"
+    hint = "octovid waited and retried as far as its RetryPolicy allows; retry later"
 
 
 class ServerError(APIError):
@@ -323,6 +323,9 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, seconds)
 
 
+_CLASSIFYING_CODES = QUOTA_CODES | PERMANENT_SERVER_CODES | {"task_not_exist"}
+
+
 def error_from_response(
     status: int,
     body: bytes,
@@ -330,14 +333,29 @@ def error_from_response(
     content_type: str = "",
     request_id: str | None = None,
     retry_after: str | None = None,
+    secret: str | None = None,
 ) -> APIError:
-    """Map an HTTP error answer of any of the gateway's shapes onto the right APIError."""
+    """Map an HTTP error answer of any of the gateway's shapes onto the right APIError.
+
+    ``secret`` (the API key) is blotted out of everything the error carries, after the body has
+    been read: a short key must not garble the codes the error is classified by.
+    """
     code, message, from_gateway = _describe(body, content_type)
+    text = snippet(body)
+    task_gone = code == "task_not_exist" or (
+        status == 404 and from_gateway and "task" in message.lower()
+    )
+    if secret:
+        message, text = message.replace(secret, "***"), text.replace(secret, "***")
+        if code not in _CLASSIFYING_CODES:  # those are constants: they cannot hold the key
+            code = code.replace(secret, "***")
+        if request_id:
+            request_id = request_id.replace(secret, "***")
     kwargs: dict[str, Any] = {
         "from_gateway": from_gateway,
         "code": code,
         "request_id": request_id,
-        "body": snippet(body),
+        "body": text,
         "retry_after": parse_retry_after(retry_after),
     }
     if status == 401:
@@ -346,7 +364,7 @@ def error_from_response(
         if code in QUOTA_CODES:
             return InsufficientQuotaError(status, message, **kwargs)
         return PermissionDeniedError(status, message, **kwargs)
-    if (status == 400 and code == "task_not_exist") or (status == 404 and from_gateway):
+    if task_gone and status in (400, 404):
         return TaskNotFoundError(status, message, **kwargs)
     if status in (400, 413, 422):
         return BadRequestError(status, message, **kwargs)

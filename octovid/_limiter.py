@@ -38,6 +38,7 @@ _CUT = 0.7  # multiplicative decrease of the adaptive rate on a 429
 _GROWTH = 0.05  # additive increase per second, as a fraction of the rate after the last cut
 _FLOOR = 1 / 64  # the adaptive rate never goes below this fraction of the configured one
 _COOL_MIN, _COOL_MAX = 1.0, 60.0  # cool-down after a 429 without Retry-After, doubling per 429
+_PAUSE_MAX = 300.0  # the longest Retry-After obeyed: a proxy's "come back tomorrow" is not
 _EARLY = 1e-6  # timers may fire this much early
 # The window guard's slack: requests reach the gateway with some jitter, so a window of grants
 # exactly `per` seconds long may arrive a little shorter. 2.5% of the window, at most 0.25 s.
@@ -211,7 +212,12 @@ class Limiter:
         if fresh:
             self._streak += 1
         if retry_after is not None:
-            wait = retry_after
+            wait = min(retry_after, _PAUSE_MAX)
+            if retry_after > _PAUSE_MAX:
+                log.warning(
+                    "octovid: a 429 asked to wait %.0fs; pausing all requests for %.0fs only",
+                    retry_after, _PAUSE_MAX,
+                )
         else:
             wait = min(_COOL_MAX, max(interval, _COOL_MIN * 2 ** (self._streak - 1)))
         if fresh and self._limit.adaptive:

@@ -92,7 +92,21 @@ class Transport:
 
     def same_origin(self, url: URL) -> bool:
         """Whether ``url`` is on the gateway's own origin (the only one that gets the key)."""
-        return url.origin() == self._base.origin()
+        return url.absolute and url.origin() == self._base.origin()
+
+    def resolve(self, reference: str) -> URL | None:
+        """An absolute http(s) URL for a result URL the gateway gave, else None.
+
+        A relative reference (``/v1/videos/x/content``, ``//cdn.example/x.mp4``) is read against
+        the gateway's address; anything else that is not http or https is no place to download from.
+        """
+        try:
+            url = URL(reference.strip())
+            if not url.absolute:
+                url = self._base.join(url)
+        except (ValueError, TypeError):
+            return None
+        return url if url.scheme in ("http", "https") and url.host else None
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -187,13 +201,13 @@ class Transport:
                 f"the gateway redirected to {response.headers.get('Location', '?')}: "
                 "set base_url to the final address"
             )
-        redacted = body.replace(self._key.encode(), b"***") if self._key else body
         return error_from_response(
             response.status,
-            redacted,
+            body,
             content_type=response.headers.get("Content-Type", ""),
             request_id=request_id,
             retry_after=response.headers.get("Retry-After"),
+            secret=self._key,
         )
 
     @contextlib.contextmanager

@@ -98,6 +98,19 @@ async def test_falls_back_to_the_content_route_with_the_key(sim, tmp_path):
     assert all(not r.authorization for r in cdn(sim))
 
 
+@pytest.mark.parametrize("where", ["relative", "ftp"])
+async def test_a_result_url_that_is_relative_or_not_http_still_downloads(sim, tmp_path, where):
+    """A relative result URL is read against the gateway; an ftp:// one yields the content route."""
+    async with client_for(sim) as client:
+        real = await completed(client, sim)
+        url = f"/v1/videos/{real.id}/content" if where == "relative" else "ftp://cdn.example/v.mp4"
+        odd = Task(id=real.id, status=Status.COMPLETED, raw_status="completed", video_url=url)
+        path = await client.download(odd, tmp_path)
+    assert path.read_bytes() == VIDEO
+    content = [r for r in sim.requests if r.route == "content"]
+    assert [(r.status, r.authorization) for r in content] == [(200, True)]
+
+
 async def test_task_id_cannot_escape_the_folder(sim, tmp_path):
     """A task id holding ../ and separators becomes a plain file name inside the folder."""
     out = tmp_path / "out"

@@ -174,6 +174,42 @@ def test_other_statuses(status, body, cls):
     assert error.status == status
 
 
+def test_a_json_404_for_a_missing_route_is_not_an_unknown_task():
+    """The routing layer's JSON 404 for a wrong URL points at base_url, not at the task id."""
+    body = json.dumps({"error": {"message": "Invalid URL (GET /v1/v1/video/query)",
+                                 "type": "invalid_request_error", "code": ""}}).encode()
+    error = error_from_response(404, body)
+    assert type(error) is APIError
+    assert "base_url" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "cls", "code"),
+    [
+        (400, task_route("task_not_exist", "task_not_exist"), TaskNotFoundError, "task_not_exist"),
+        (403, auth_layer("pre_consume_token_quota_failed", "quota"), InsufficientQuotaError,
+         "pre_consume_token_quota_failed"),
+        (503, auth_layer("model_not_found", "no channel"), ServerError, "model_not_found"),
+    ],
+)
+def test_a_short_key_is_blotted_out_without_garbling_the_classification(status, body, cls, code):
+    """Redacting a one-letter key hides it in messages but leaves the codes errors go by."""
+    error = error_from_response(status, body, secret="k")
+    assert type(error) is cls
+    assert error.code == code
+    assert "k" not in error.message and "k" not in error.body
+
+
+def test_a_key_echoed_in_an_error_body_is_blotted_out():
+    """A gateway or proxy that echoes the key in an error never puts it into the exception."""
+    key = "sk-live-0123456789abcdef"
+    body = task_route(f"bad_{key}", f"token {key} is invalid")
+    error = error_from_response(400, body, request_id=f"id-{key}", secret=key)
+    assert key not in str(error) and key not in error.body and key not in error.code
+    assert key not in (error.request_id or "")
+    assert "***" in error.message
+
+
 def test_an_html_404_points_at_the_base_url():
     """A 404 that is not the gateway's JSON says the route does not exist: check base_url."""
     error = error_from_response(404, b"<html><title>404 Not Found</title></html>")
@@ -188,7 +224,7 @@ def test_an_html_404_points_at_the_base_url():
         (403, auth_layer("access_denied", "denied"), "access to this model"),
         (403, auth_layer("insufficient_user_quota", "quota"), "balance"),
         (400, task_route("task_not_exist", "task_not_exist"), "task id"),
-        (429, b"", "retries"),
+        (429, b"", "retry later"),
         (503, auth_layer("model_not_found", "no channel"), "not served"),
         (500, task_route("do_request_failed", "EOF"), "retries what is safe"),
     ],

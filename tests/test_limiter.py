@@ -185,6 +185,21 @@ def test_throttle_pauses_every_waiter_for_retry_after(virtual):
     assert times[:3] == pytest.approx([7.0, 7.1, 7.2])
 
 
+def test_an_absurd_retry_after_pauses_five_minutes_at_most(virtual, caplog):
+    """Retry-After of a day (a proxy's, say) pauses the key for 300 s, not for a day."""
+    limiter = Limiter(RateLimit(10, adaptive=False), max_in_flight=100)
+
+    async def main() -> list[float]:
+        slot = await limiter.acquire()
+        slot.release()
+        assert limiter.throttled(86_400.0, slot.at) == 300.0
+        return await grants(limiter, 1)
+
+    with caplog.at_level(logging.WARNING, logger="octovid"):
+        assert virtual(main) == pytest.approx([300.0])
+    assert "86400s" in caplog.text
+
+
 def test_pause_is_not_shortened_by_later_success(virtual):
     """Only time ends a pause: a success after a 429 does not release waiters early."""
     limiter = Limiter(RateLimit(10, adaptive=False), max_in_flight=100)
