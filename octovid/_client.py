@@ -445,7 +445,7 @@ class Client:
         url = transport.url(path, **(query or {}))
         self._counters.requests += 1
         try:
-            answer = await transport.request(method, url, payload=payload)
+            answer = await transport.request(method, url, payload=payload, sent=slot.sent)
         except RateLimitError as exc:
             self._counters.rate_limited += 1
             self._counters.errors += 1

@@ -165,7 +165,7 @@ class Downloader:
             slot = await self._limiter.acquire(Lane.QUERY)
             try:
                 self._on_request()
-                return await self._stream(url, part, progress)
+                return await self._stream(url, part, progress, slot.sent)
             except RateLimitError as exc:
                 self._limiter.throttled(exc.retry_after, slot.at)
                 raise
@@ -174,11 +174,17 @@ class Downloader:
         async with self._foreign:
             return await self._stream(url, part, progress)
 
-    async def _stream(self, url: URL, part: Path, progress: Progress | None) -> tuple[int, str]:
+    async def _stream(
+        self,
+        url: URL,
+        part: Path,
+        progress: Progress | None,
+        sent: Callable[[], None] | None = None,
+    ) -> tuple[int, str]:
         # File I/O runs in a thread: a slow disk must not stall every other request.
         offset = await asyncio.to_thread(_size, part)
         gateway = self._transport.same_origin(url) and url.path.endswith("/content")
-        async with self._transport.stream(url, offset=offset) as response:
+        async with self._transport.stream(url, offset=offset, sent=sent) as response:
             status = response.status
             if status == 416 and offset:  # asked beyond the end: the part may be whole
                 total = _total(response.headers.get("Content-Range"))

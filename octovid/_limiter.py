@@ -5,7 +5,9 @@ Pacing is a GCRA (the compact form of a token bucket): one "theoretical arrival 
 late (timers fire up to a millisecond late) keeps its place on the grid, so the long-run rate is
 the configured one; a window guard, the gateway's own rule, makes sure that catching up never
 puts more than ``rate`` requests in any ``per`` seconds (with a little slack for the jitter of
-the network between us and the gateway). On top of it:
+the network between us and the gateway). The guard counts from when each request went out
+(``Slot.sent``), not from when it was allowed to: a request held up by a new connection's
+handshake must not let the ones after it bunch up behind it at the gateway. On top of it:
 
 * a cool-down after a 429: one shared "not before" instant that every waiter respects and that
   only the passing of time moves back;
@@ -87,12 +89,22 @@ class Lane(enum.IntEnum):
 class Slot:
     """The right to send one request now. Release it when the answer has arrived."""
 
-    __slots__ = ("_limiter", "at", "waited")
+    __slots__ = ("_limiter", "at", "sent_at", "waited")
 
     def __init__(self, limiter: Limiter | None, at: float, waited: float) -> None:
         self._limiter = limiter
-        self.at = at  #: the loop time the slot was granted: when the request goes out
+        self.at = at  #: the loop time the slot was granted
+        self.sent_at = at  #: the loop time the request went out, as far as we know
         self.waited = waited  #: seconds spent waiting for it
+
+    def sent(self) -> None:
+        """Record that the request is on the wire now (later than granted, on a new connection).
+
+        The window guard counts from this instant: a request that spent 100 ms in a TLS
+        handshake reaches the gateway 100 ms late, and the requests after it must not catch up.
+        """
+        if self._limiter is not None:
+            self._limiter._sent(self)
 
     def release(self) -> None:
         """Free the slot's place among the requests in flight; idempotent."""
@@ -136,7 +148,7 @@ class Limiter:
         count = max(1, math.floor(limit.rate))
         span = limit.per * count / limit.rate
         self._span = span + min(_SLACK * span, _SLACK_MAX)
-        self._window: deque[float] = deque(maxlen=count + limit.burst - 1)
+        self._window: deque[Slot] = deque(maxlen=count + limit.burst - 1)
         self._streak = 0  # 429 events since the last success
         self._in_flight = 0
         self._live = 0  # waiters not cancelled
@@ -267,7 +279,7 @@ class Limiter:
         at = max(self._not_before, self._tat - (self._limit.burst - 1) * self._interval(now))
         window = self._window
         if len(window) == window.maxlen:
-            at = max(at, window[0] + self._span)
+            at = max(at, window[0].sent_at + self._span)
         return at
 
     def _take(self, now: float, since: float) -> Slot:
@@ -275,16 +287,21 @@ class Limiter:
         late = now - self._tat
         # A slightly late grant keeps its place on the grid; after idle time the grid restarts.
         self._tat = (self._tat if 0 <= late <= interval / 2 else max(self._tat, now)) + interval
-        self._window.append(now)
+        slot = Slot(self, now, now - since)
+        self._window.append(slot)
         self._in_flight += 1
         self.granted += 1
         self.waited += now - since
-        return Slot(self, now, now - since)
+        return slot
+
+    def _sent(self, slot: Slot) -> None:
+        assert self._loop is not None
+        slot.sent_at = max(slot.sent_at, self._loop.time())  # the next timer sees it
 
     def _refund(self, slot: Slot) -> None:
         self._tat -= self._interval(slot.at)
         with contextlib.suppress(ValueError):
-            self._window.remove(slot.at)
+            self._window.remove(slot)
         slot.release()
 
     def _release(self) -> None:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from importlib.metadata import PackageNotFoundError, version
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote
 
@@ -112,11 +113,24 @@ class Transport:
         if self._session is None:
             # No trust_env: it reads ~/.netrc and the proxy variables in a thread on every
             # request. Pass a session of your own to go through a proxy.
+            tracing = aiohttp.TraceConfig()
+            tracing.on_request_headers_sent.append(_on_headers_sent)
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
                 headers={"User-Agent": _USER_AGENT},
+                trace_configs=[tracing],
             )
         return self._session
+
+    def _tracing(self, sent: Callable[[], None] | None) -> Callable[[], None] | None:
+        """What to pass as ``trace_request_ctx``: ``sent`` is called when the headers are out.
+
+        A borrowed session has no such trace: ``sent`` is called now, just before sending.
+        """
+        if sent is not None and not self._owned:
+            sent()
+            return None
+        return sent
 
     def _headers(self, *, json_body: bool) -> dict[str, str]:
         headers = {"Authorization": f"Bearer {self._key}", "Accept": "application/json"}
@@ -125,9 +139,16 @@ class Transport:
         return headers
 
     async def request(
-        self, method: str, url: URL, *, payload: Mapping[str, Any] | None = None
+        self,
+        method: str,
+        url: URL,
+        *,
+        payload: Mapping[str, Any] | None = None,
+        sent: Callable[[], None] | None = None,
     ) -> Answer:
         """Send one request to the gateway and decode its JSON object answer.
+
+        ``sent`` is called once the request is on the wire (see ``Slot.sent``).
 
         Raises:
             APIError: The gateway answered with an HTTP error (the subclass says which).
@@ -145,6 +166,7 @@ class Transport:
                 headers=self._headers(json_body=data is not None),
                 timeout=self._timeout,
                 allow_redirects=False,
+                trace_request_ctx=self._tracing(sent),
             ) as response:
                 body = await _read_capped(response)
                 request_id = response.headers.get("X-Oneapi-Request-Id")
@@ -154,12 +176,17 @@ class Transport:
 
     @contextlib.asynccontextmanager
     async def stream(
-        self, url: URL, *, offset: int = 0, read_timeout: float | None = None
+        self,
+        url: URL,
+        *,
+        offset: int = 0,
+        read_timeout: float | None = None,
+        sent: Callable[[], None] | None = None,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """Open a GET for download; the key is sent only if ``url`` is the gateway's.
 
         Redirects are followed by hand, so that the key never follows one off the gateway.
-        Raises as ``request`` does for error answers of the gateway.
+        Raises as ``request`` does for error answers of the gateway; ``sent`` as for ``request``.
         """
         session = self._get_session()
         limit = self._timeout.total
@@ -173,7 +200,8 @@ class Transport:
                 headers["Accept"] = "*/*"
             with self._translate(url):
                 response = await session.get(
-                    url, headers=headers, timeout=timeout, allow_redirects=False
+                    url, headers=headers, timeout=timeout, allow_redirects=False,
+                    trace_request_ctx=self._tracing(sent),
                 )
             if response.status in (301, 302, 303, 307, 308) and "Location" in response.headers:
                 url = url.join(URL(response.headers["Location"]))
@@ -230,6 +258,16 @@ class Transport:
         session, self._session = self._session, None
         if session is not None and self._owned:
             await session.close()
+
+
+async def _on_headers_sent(
+    session: aiohttp.ClientSession,
+    context: SimpleNamespace,
+    params: aiohttp.TraceRequestHeadersSentParams,
+) -> None:
+    sent = context.trace_request_ctx
+    if sent is not None:
+        sent()
 
 
 def _plain(exc: BaseException) -> str:

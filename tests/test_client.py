@@ -10,6 +10,7 @@ import time
 
 import aiohttp
 import pytest
+from yarl import URL
 
 import octovid
 from octovid import Status
@@ -47,6 +48,33 @@ async def sim():
 
 
 # -- create and get: the protocol core -------------------------------------------------------
+
+
+@pytest.mark.parametrize("borrowed", [False, True], ids=["own-session", "borrowed-session"])
+async def test_the_transport_reports_each_request_on_the_wire(sim, borrowed):
+    """`sent` fires once per request, after the grant and before the answer, on any session."""
+    from octovid._transport import Transport
+
+    loop = asyncio.get_running_loop()
+    session = aiohttp.ClientSession() if borrowed else None
+    transport = Transport(URL(sim.url), sim.api_key, timeout=10, session=session)
+    stamps: list[float] = []
+    try:
+        asked = loop.time()
+        answer = await transport.request(
+            "POST", transport.url("/v1/video/create"),
+            payload=octovid.GrokRequest("a cat").to_payload(),
+            sent=lambda: stamps.append(loop.time()),
+        )
+        answered = loop.time()
+    finally:
+        await transport.close()
+        if session is not None:
+            await session.close()
+    assert answer.status == 200
+    assert len(stamps) == 1
+    assert asked <= stamps[0] <= answered
+
 
 
 @pytest.mark.parametrize(

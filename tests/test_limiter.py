@@ -63,6 +63,24 @@ def test_late_timers_lose_no_rate_and_never_overfill_a_window(virtual):
         assert times[i + 50] - times[i] >= 1.025 - 1e-9
 
 
+def test_window_counts_from_when_a_request_went_out(virtual):
+    """A request that left 0.3 s after its grant holds back the one a full window after it."""
+    limiter = Limiter(RateLimit(2, adaptive=False), max_in_flight=100)
+
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        first = await limiter.acquire()
+        rest = asyncio.ensure_future(grants(limiter, 2))
+        await asyncio.sleep(0.3)  # say, a TLS handshake on a new connection
+        first.sent()
+        first.release()
+        return [first.sent_at - start, *await rest]
+
+    # Without the late send the third would go at 1.025 (grant + window + slack).
+    assert approx(virtual(main)) == [0.3, 0.5, 1.325]
+
+
 def test_waiters_are_served_fifo(virtual):
     """Within a lane, slots are granted in the order they were asked for."""
     limiter = Limiter(RateLimit(10), max_in_flight=100)
