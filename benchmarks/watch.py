@@ -10,7 +10,7 @@ own subprocess, so that its CPU time and peak memory are its own:
 
 Figures, per workload and client: requests per task, the rate achieved while demand exceeds
 the limit (against the limit), 429s, detection delay (the gateway's completion to the client
-knowing it, p50 and p95), client CPU seconds per 1,000 requests, and peak memory.
+knowing it, p50 and p95), client CPU seconds per 1,000 requests and per task, and peak memory.
 
     python benchmarks/watch.py              # 1,000 and 10,000 tasks (about 10 minutes)
     python benchmarks/watch.py --quick      # 1,000 tasks only
@@ -140,6 +140,7 @@ def measure(approach: str, tasks: int, rate: int, duration: tuple[float, float])
         "tasks": tasks,
         "limit": rate,
         "resolved": len(client["resolved"]),
+        "errors": client["errors"],
         "requests": len(log),
         "requests_per_task": len(log) / tasks,
         "rate_limited": limited,
@@ -151,6 +152,7 @@ def measure(approach: str, tasks: int, rate: int, duration: tuple[float, float])
         "delay_mean": statistics.fmean(delays),
         "cpu_s": client["cpu"],
         "cpu_s_per_1000_requests": client["cpu"] / max(1, client["requests"]) * 1000,
+        "cpu_ms_per_task": client["cpu"] / tasks * 1000,
         "peak_rss_mb": client["peak_rss_mb"],
         "rss_growth_mb": client["peak_rss_mb"] - client["baseline_rss_mb"],
         "kb_per_task": (client["peak_rss_mb"] - client["baseline_rss_mb"]) * 1024 / tasks,
@@ -163,7 +165,8 @@ COLUMNS = [
     ("requests_per_task", "req/task", "{:.2f}"),
     ("busy_rate_vs_limit", "rate/limit", "{:.0%}"), ("rate_limited", "429s", "{:,}"),
     ("delay_p50", "delay p50", "{:.1f}s"), ("delay_p95", "delay p95", "{:.1f}s"),
-    ("cpu_s_per_1000_requests", "CPU/1k req", "{:.2f}s"), ("peak_rss_mb", "peak RSS", "{:.0f}MB"),
+    ("cpu_s_per_1000_requests", "CPU/1k req", "{:.2f}s"),
+    ("cpu_ms_per_task", "CPU/task", "{:.1f}ms"), ("peak_rss_mb", "peak RSS", "{:.0f}MB"),
     ("kb_per_task", "KB/task", "{:.1f}"), ("wall_s", "wall", "{:.0f}s"),
 ]
 
