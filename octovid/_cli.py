@@ -150,6 +150,7 @@ class Batch:
         self.files: dict[str, Path] = {}  # key -> downloaded file
         self.errors: dict[str, str] = {}  # key -> why it did not end well
         self.jobs: list[octovid.Job] = []
+        self.unreachable: octovid.TransportError | None = None  # the gateway never answered
 
     async def run(self) -> int:
         """Submit everything, then handle each job as it finishes. Returns the exit status."""
@@ -162,6 +163,12 @@ class Batch:
                 _, still = await asyncio.wait(pending, timeout=0.25)
                 pending = list(still)
                 refresh()
+                if self.unreachable is not None:
+                    # Every other create would fail the same way, after its own retries.
+                    for waiting in pending:
+                        waiting.cancel()
+                    await asyncio.gather(*pending, return_exceptions=True)
+                    raise self.unreachable
         self._summary()
         ok = sum(1 for job in self.jobs if job.key in self.files)
         return EXIT_OK if ok == len(self.jobs) else EXIT_FAILED
@@ -171,6 +178,12 @@ class Batch:
         try:
             task = await job
         except octovid.OctovidError as exc:
+            stats = self.client.stats
+            if isinstance(exc, octovid.TransportError) and not exc.sent and (
+                stats.errors == stats.requests  # not one answer yet: the host is unreachable
+            ):
+                self.unreachable = exc  # run() reports it, once
+                return
             self.errors[job.key] = _reason(exc)
             if self.output.as_json:
                 self.output.line(json.dumps({"key": job.key, "id": job.id, "error":
@@ -651,9 +664,25 @@ def _run(main: Awaitable[int]) -> int:
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None
+        stopping = False
+
+        def stop() -> None:
+            # The first signal stops the command; closing the client then waits (at most
+            # --timeout) for creates already sent, so that their tasks reach the journal.
+            # Another signal must not cut that wait short: a task would be billed and lost.
+            nonlocal stopping
+            if not stopping:
+                stopping = True
+                task.cancel()
+                print("octovid: stopping; waiting for the answers to creates already sent, so "
+                      "that no task is lost (Ctrl-\\ quits at once)", file=sys.stderr, flush=True)
+            else:
+                print("octovid: still stopping: creates already sent are being recorded",
+                      file=sys.stderr, flush=True)
+
         for signum in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(signum, task.cancel)
+                loop.add_signal_handler(signum, stop)
         try:
             return await main
         except asyncio.CancelledError:

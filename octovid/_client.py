@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import os
@@ -26,7 +27,7 @@ from ._jobs import Job
 from ._journal import Journal
 from ._limiter import Lane, Limiter, RateLimit, Slot
 from ._requests import Request
-from ._retry import RetryPolicy, retrying
+from ._retry import RetryPolicy, retryable, retrying
 from ._task import Status, Task
 from ._transport import Transport, gateway_url
 from ._watcher import PollPolicy, Watcher
@@ -126,7 +127,7 @@ class Client:
 
     __slots__ = (
         "_api_key", "_base_url", "_closed", "_counters", "_downloader", "_exchanges", "_journal",
-        "_limiter", "_max_concurrency", "_owns_journal", "_poll", "_retry", "_session",
+        "_keyed", "_limiter", "_max_concurrency", "_owns_journal", "_poll", "_retry", "_session",
         "_timeout", "_transport", "_watcher",
     )
 
@@ -166,6 +167,7 @@ class Client:
         self._downloader: Downloader | None = None
         self._counters = _Counters()
         self._exchanges: set[asyncio.Task[Task]] = set()  # creates on the wire
+        self._keyed: dict[str, asyncio.Future[Task]] = {}  # keys being created, their answer
         self._closed = False
         self._watcher = Watcher(
             limiter=self._limiter,
@@ -318,7 +320,8 @@ class Client:
     def _resume(self, request: Request, key: str, state: str, deadline: float | None) -> Job:
         """The job of a journaled key: created anew, watched again, or known already."""
         assert self._journal is not None
-        if state in ("queued", "refused"):  # never accepted: create it
+        if state in ("queued", "refused") or key in self._keyed:
+            # Never accepted: create it. Or being created by this client: share that create.
             return self._watcher.submit(request, deadline=deadline, key=key)
         entry = self._journal.get(key)
         assert entry is not None
@@ -468,29 +471,76 @@ class Client:
         *,
         key: str | None = None,
         on_created: Callable[[Task], None] | None = None,
+        abandoned: Callable[[], bool] = lambda: False,
     ) -> Task:
+        """Create ``request``, retrying only what the gateway surely did not accept.
+
+        A create of a key that this client is creating already is not sent again: it waits for
+        that one's answer. ``abandoned`` says that the caller no longer wants the task: a create
+        not yet on the wire is then dropped, at no cost.
+        """
         payload = request.to_payload()
         self._get_transport()
+        shared: asyncio.Future[Task] | None = None
+        if key is not None:
+            while (other := self._keyed.get(key)) is not None:
+                try:
+                    task = await asyncio.shield(other)
+                except asyncio.CancelledError:
+                    if other.cancelled():  # given up before it was sent: ours to send
+                        continue
+                    raise
+                if on_created is not None:
+                    on_created(task)
+                return task
+            shared = self._keyed[key] = asyncio.get_running_loop().create_future()
+            shared.add_done_callback(functools.partial(_unshare, self._keyed, key))
+
+        def created(task: Task) -> None:
+            if on_created is not None:
+                on_created(task)
+            if shared is not None and not shared.done():
+                shared.set_result(task)
+
+        on_wire: list[asyncio.Task[Task]] = []
 
         async def attempt() -> Task:
             slot = await self._limiter.acquire(Lane.CREATE)
+            if abandoned():  # unwanted before it was sent: costs nothing
+                slot.refund()
+                raise asyncio.CancelledError
             # Once sent, a create runs to its answer even if the caller is cancelled, so that
             # a task the gateway accepted is always recorded.
             exchange = asyncio.ensure_future(
-                self._post_create(slot, request, payload, key, on_created)
+                self._post_create(slot, request, payload, key, created)
             )
+            on_wire[:] = [exchange]
             self._exchanges.add(exchange)
             exchange.add_done_callback(self._exchanges.discard)
             try:
                 return await asyncio.shield(exchange)
             except asyncio.CancelledError:
-                exchange.add_done_callback(_report_orphan)
+                exchange.add_done_callback(functools.partial(_report_orphan, key=key))
                 raise
 
-        return await retrying(
-            attempt, policy=self._retry, create=True, what=f"create ({request.model})",
-            on_retry=self._retried, stopping=lambda: self._closed,
-        )
+        try:
+            return await retrying(
+                attempt, policy=self._retry, create=True, what=f"create ({request.model})",
+                on_retry=self._retried, stopping=lambda: self._closed or abandoned(),
+            )
+        except asyncio.CancelledError:
+            if shared is not None and not shared.done():
+                if on_wire and not on_wire[0].done():  # its answer settles the key
+                    on_wire[0].add_done_callback(
+                        functools.partial(_settle_shared, shared, policy=self._retry)
+                    )
+                else:
+                    shared.cancel()
+            raise
+        except Exception as exc:
+            if shared is not None and not shared.done():
+                shared.set_exception(exc)
+            raise
 
     async def _post_create(
         self,
@@ -546,7 +596,9 @@ class Client:
 
     async def _create_job(self, job: Job) -> Task:
         assert job.request is not None
-        return await self._create(job.request, key=job.key, on_created=job._update)
+        return await self._create(
+            job.request, key=job.key, on_created=job._update, abandoned=job.done
+        )
 
 
 def _check_request(request: object) -> Request:
@@ -558,11 +610,39 @@ def _check_request(request: object) -> Request:
     return request
 
 
-def _report_orphan(exchange: asyncio.Task[Task]) -> None:
+def _report_orphan(exchange: asyncio.Task[Task], *, key: str | None) -> None:
     # The caller of a create was cancelled while it was on the wire; never lose its answer.
-    if not exchange.cancelled() and exchange.exception() is None:
-        task = exchange.result()
+    if exchange.cancelled() or exchange.exception() is not None:
+        return
+    task = exchange.result()
+    if key is not None:
+        log.info("octovid: task %s of key %r was created after its caller left; the journal "
+                 "holds it and submitting the key again watches it", task.id, key)
+    else:
         log.warning(
             "octovid: task %s was created although its caller was cancelled; it may be billed: "
             "Client.watch(%r) follows it", task.id, task.id,
         )
+
+
+def _unshare(keyed: dict[str, asyncio.Future[Task]], key: str, done: asyncio.Future[Task]) -> None:
+    if keyed.get(key) is done:
+        del keyed[key]
+    if not done.cancelled():
+        done.exception()  # retrieved: the followers, if any, have their own copy
+
+
+def _settle_shared(
+    shared: asyncio.Future[Task], exchange: asyncio.Task[Task], *, policy: RetryPolicy
+) -> None:
+    """The answer of a create whose caller left settles the followers of its key."""
+    if shared.done():
+        return
+    if exchange.cancelled():
+        shared.cancel()
+    elif (exc := exchange.exception()) is None:
+        shared.set_result(exchange.result())
+    elif retryable(exc, create=True, policy=policy):
+        shared.cancel()  # not accepted: a follower may send it
+    else:
+        shared.set_exception(exc)

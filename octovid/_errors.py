@@ -230,7 +230,7 @@ class TaskFailedError(OctovidError):
         reason = task.error or "no reason given"
         super().__init__(
             f"task {task.id} ended {task.raw_status or task.status}: {reason}; "
-            "submit the request again for another attempt"
+            "submit the request again (under a new key, if it had one) for another attempt"
         )
 
 
@@ -247,11 +247,17 @@ class WaitTimeoutError(OctovidError, TimeoutError):
         self.task_id = task_id
         self.task = task
         self.elapsed = elapsed
-        where = f"task {task_id}" if task_id else "the create"
+        if task_id is None:
+            super().__init__(
+                f"gave up after {elapsed:.1f}s, before the create answered: a create not yet "
+                "sent is dropped; one already sent may still create the task, whose id then "
+                "shows as Job.id"
+            )
+            return
         state = f" (last status {task.raw_status or task.status})" if task is not None else ""
         super().__init__(
-            f"gave up waiting for {where} after {elapsed:.1f}s{state}; "
-            "it may still finish: watch it again with Client.watch(task_id)"
+            f"gave up waiting for task {task_id} after {elapsed:.1f}s{state}; "
+            f"it may still finish: watch it again with Client.watch({task_id!r})"
         )
 
 

@@ -20,6 +20,7 @@ The watcher never imports aiohttp: it is given ``create`` and ``query`` callable
 from __future__ import annotations
 
 import asyncio
+import functools
 import heapq
 import itertools
 import logging
@@ -129,6 +130,11 @@ def estimate(samples: deque[tuple[float, int]]) -> float | None:
     if p1 <= p0 or t1 <= t0 or p1 >= 100:
         return None
     return t1 + (100 - p1) * (t1 - t0) / (p1 - p0)
+
+
+def _stop_unless_done(task: asyncio.Task[Any] | None, _: Job) -> None:
+    if task is not None and not task.done():
+        task.cancel()
 
 
 class _Entry:
@@ -326,6 +332,9 @@ class Watcher:
 
     async def _run_create(self, job: Job) -> None:
         loop = asyncio.get_running_loop()
+        # A job cancelled or timed out while its create waits for the limiter drops the create;
+        # one already on the wire runs to its answer (the client shields it).
+        job.add_done_callback(functools.partial(_stop_unless_done, asyncio.current_task()))
         try:
             task = await self._create(job)
         except asyncio.CancelledError:

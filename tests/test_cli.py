@@ -142,6 +142,29 @@ async def test_interrupted_batch_leaves_a_consistent_journal(tmp_path):
     assert journaled == created
 
 
+async def test_a_second_ctrl_c_does_not_lose_creates_on_the_wire(tmp_path):
+    """Ctrl-C twice while creates are unanswered still journals them; a re-run pays nothing."""
+    batch = write_batch(tmp_path / "batch.jsonl", 3)
+    out = tmp_path / "videos"
+    async with Simulator(duration=(1.0, 1.0)) as sim:
+        sim.inject("create", delay=2.0, times=3)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "octovid", "batch", str(batch), "--out", str(out),
+            *connect(sim), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        await until(lambda: len(sim.tasks) == 3)  # all three created, none answered yet
+        process.send_signal(signal.SIGINT)
+        await asyncio.sleep(0.3)
+        process.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(process.communicate(), 30)
+        assert process.returncode == 130, err.decode()
+        assert "still stopping" in err.decode()
+        status, _, err = await octovid("batch", str(batch), "--out", str(out), *connect(sim))
+        assert status == 0, err
+        creates = sim.creates_per_body()
+    assert sorted(creates.values()) == [1, 1, 1]
+
+
 async def test_bad_line_is_reported_with_its_number_and_nothing_is_created(tmp_path):
     """A bad JSONL line is one error naming file and line; no request is sent."""
     batch = write_batch(tmp_path / "batch.jsonl", 4)
@@ -182,13 +205,19 @@ async def test_missing_key_is_one_clear_line(tmp_path):
                            "set OCTOVID_API_KEY")
 
 
-async def test_unreachable_host_is_one_clear_line():
-    """An unreachable gateway gives one line naming the host, no traceback."""
-    status, _, err = await octovid("status", "x", "--api-key", "k",
-                                   "--base-url", "http://127.0.0.1:9")
+@pytest.mark.parametrize("command", ["status", "batch"])
+async def test_unreachable_host_is_one_clear_line(tmp_path, command):
+    """An unreachable gateway gives one line naming the host, no traceback, no table."""
+    if command == "status":
+        args = ["status", "x"]
+    else:
+        batch = write_batch(tmp_path / "batch.jsonl", 20)
+        args = ["batch", str(batch), "--out", str(tmp_path / "out"), "--json"]
+    status, out, err = await octovid(*args, "--api-key", "k", "--base-url", "http://127.0.0.1:9")
     assert status == 1
     assert len(err.strip().splitlines()) == 1
     assert "cannot connect to http://127.0.0.1:9" in err
+    assert out == ""
 
 
 async def test_create_wait_download_and_status(tmp_path):

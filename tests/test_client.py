@@ -47,6 +47,38 @@ async def sim():
         yield simulator
 
 
+# -- idempotency keys within one client ------------------------------------------------------
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.5], ids=["queued", "on-the-wire"])
+async def test_one_key_submitted_twice_at_once_is_created_once(sim, tmp_path, delay):
+    """A key submitted again before its create answered shares that create and its task."""
+    if delay:
+        sim.inject("create", delay=delay)
+    request = octovid.GrokRequest("a double click")
+    async with client_for(sim, journal=tmp_path / "j.db") as client:
+        first = client.submit(request, key="k")
+        await asyncio.sleep(delay / 2)
+        second = client.submit(request, key="k")
+        done = await octovid.gather([first, second])
+    assert done[0].id == done[1].id
+    assert sim.creates_per_body() == {body_of(request): 1}
+
+
+async def test_a_key_whose_first_job_left_early_is_created_by_the_next(sim, tmp_path):
+    """If the first job of a key is cancelled before its create is sent, the second sends it."""
+    request = octovid.GrokRequest("changed my mind, then not")
+    async with client_for(sim, journal=tmp_path / "j.db", rate_limit=1) as client:
+        await client.create(octovid.GrokRequest("takes the first slot"))
+        first = client.submit(request, key="k")
+        second = client.submit(request, key="k")
+        await asyncio.sleep(0)
+        first.cancel()
+        task = await second
+    assert task.status is Status.COMPLETED
+    assert sim.creates_per_body()[body_of(request)] == 1
+
+
 # -- create and get: the protocol core -------------------------------------------------------
 
 

@@ -381,7 +381,7 @@ def test_task_failed_error_names_the_task_status_and_reason():
     assert error.task is task
     assert str(error) == (
         "task sora-2:task_01k9008rhbefnt3rb1g9szxdwr ended failed: content policy violation; "
-        "submit the request again for another attempt"
+        "submit the request again (under a new key, if it had one) for another attempt"
     )
 
 
@@ -404,11 +404,11 @@ def test_wait_timeout_error_names_the_task_and_what_to_do():
 
 
 def test_wait_timeout_error_before_the_create_answered():
-    """A timeout before the create answered names the create, and no last status."""
+    """A timeout before the create answered names the create and points at Job.id, not watch."""
     error = WaitTimeoutError(None, None, 3.0)
     assert (error.task_id, error.task) == (None, None)
-    assert "the create" in str(error)
-    assert "last status" not in str(error)
+    assert "the create" in str(error) and "Job.id" in str(error)
+    assert "last status" not in str(error) and "Client.watch" not in str(error)
 
 
 def test_protocol_and_transport_errors_keep_their_facts():

@@ -43,7 +43,12 @@ class Gateway:
         return [t for t, kind, i in self.log if kind == "query" and i == task_id]
 
     async def create(self, job: Job) -> Task:
-        with await self.limiter.acquire(Lane.CREATE) as slot:
+        slot = await self.limiter.acquire(Lane.CREATE)
+        # Like the client: once sent, a create runs to its answer even if its caller leaves.
+        return await asyncio.shield(self._exchange(slot, job))
+
+    async def _exchange(self, slot: Slot, job: Job) -> Task:
+        with slot:
             self._ids += 1
             task_id = f"t{self._ids}"
             self.log.append((slot.at, "create", task_id))
@@ -264,6 +269,29 @@ def test_two_jobs_on_one_task_share_its_polls(virtual):
     polls = gateway.polls("a")
     assert len(polls) == len(set(polls))  # never two queries at the same instant
     assert len(polls) <= 6
+
+
+@pytest.mark.parametrize("how", ["cancel", "deadline"])
+def test_a_create_still_waiting_for_the_limiter_is_never_sent_for_an_ended_job(virtual, how):
+    """Cancelled or timed out before its turn, a create is dropped: nothing is sent or billed."""
+    watcher, gateway, limiter = make(rate=1.0)
+
+    async def main() -> tuple[list[Job], float]:
+        start = asyncio.get_running_loop().time()
+        deadline = 0.5 if how == "deadline" else None
+        jobs = [watcher.submit(octovid.SoraRequest(f"p{i}"), deadline=deadline)
+                for i in range(5)]
+        await asyncio.sleep(0)
+        if how == "cancel":
+            for job in jobs[1:]:
+                job.cancel()
+        await asyncio.sleep(10)
+        return jobs, start
+
+    jobs, start = go(virtual, watcher, main)
+    assert [t - start for t, kind, _ in gateway.log if kind == "create"] == [0.0]
+    assert all(job.done() for job in jobs)
+    assert limiter.waiting == 0
 
 
 def test_cancelling_one_of_two_jobs_keeps_the_other(virtual):
