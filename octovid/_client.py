@@ -202,8 +202,8 @@ class Client:
         if self._closed:
             return
         self._closed = True
-        self._limiter.close()
-        await self._watcher.close()
+        await self._watcher.close()  # its jobs end cancelled, as the contract says
+        self._limiter.close()  # then direct create() and get() calls still waiting fail
         if self._exchanges:
             await asyncio.wait(list(self._exchanges), timeout=self._timeout)
         if self._transport is not None:

@@ -42,6 +42,7 @@ _FLOOR = 1 / 64  # the adaptive rate never goes below this fraction of the confi
 _COOL_MIN, _COOL_MAX = 1.0, 60.0  # cool-down after a 429 without Retry-After, doubling per 429
 _PAUSE_MAX = 300.0  # the longest Retry-After obeyed: a proxy's "come back tomorrow" is not
 _EARLY = 1e-6  # timers may fire this much early
+_CLOSED = "this octovid.Client is closed"
 # The window guard's slack: requests reach the gateway with some jitter, so a window of grants
 # exactly `per` seconds long may arrive a little shorter. 2.5% of the window, at most 0.25 s.
 _SLACK, _SLACK_MAX = 0.025, 0.25
@@ -189,7 +190,7 @@ class Limiter:
     async def acquire(self, lane: Lane = Lane.QUERY) -> Slot:
         """Wait for the right to send one request in ``lane``; FIFO within the lane."""
         if self._closed:
-            raise asyncio.CancelledError("the client is closed")
+            raise RuntimeError(_CLOSED)
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
@@ -204,7 +205,8 @@ class Limiter:
         try:
             return await future
         except asyncio.CancelledError:
-            if future.done() and not future.cancelled():  # granted, then cancelled: give back
+            if future.done() and not future.cancelled() and future.exception() is None:
+                # granted, then cancelled before it resumed: give the slot back
                 self._refund(future.result())
             elif not self._closed:  # still queued: it leaves the queue lazily
                 future.cancel()
@@ -251,14 +253,16 @@ class Limiter:
         self._streak = 0
 
     def close(self) -> None:
-        """Cancel every waiter and refuse new ones."""
+        """Fail every waiter with RuntimeError (the client is closed) and refuse new ones."""
         self._closed = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         for queue in self._queues:
             while queue:
-                queue.popleft()[0].cancel()
+                future = queue.popleft()[0]
+                if not future.done():
+                    future.set_exception(RuntimeError(_CLOSED))
         self._live = 0
 
     # -- internals ------------------------------------------------------------------------

@@ -47,6 +47,17 @@ async def sim():
         yield simulator
 
 
+async def test_a_get_waiting_for_the_limiter_fails_clearly_when_the_client_closes(sim):
+    """close() while a get() waits for its turn raises "client is closed", not a bare cancel."""
+    async with client_for(sim, rate_limit=0.5) as client:
+        task = await client.create(octovid.GrokRequest("the one slot"))
+        waiting = asyncio.ensure_future(client.get(task.id))
+        await asyncio.sleep(0.05)
+        await client.aclose()
+        with pytest.raises(RuntimeError, match="Client is closed"):
+            await waiting
+
+
 # -- idempotency keys within one client ------------------------------------------------------
 
 
