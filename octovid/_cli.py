@@ -486,8 +486,9 @@ async def cmd_demo(args: argparse.Namespace, output: Output) -> int:
             batch = Batch(client, items, out, download=True, deadline=None, output=output)
             status = await batch.run()
             stats = client.stats
-    print(f"octovid demo: {stats.requests} requests ({stats.creates} creates, {stats.polls} "
-          f"polls, {stats.downloads} downloads) for {len(items)} videos", file=sys.stderr)
+    print(f"octovid demo: {len(items)} videos for {stats.requests} requests to the gateway "
+          f"({stats.creates} creates, {stats.polls} polls) and {stats.downloads} downloads",
+          file=sys.stderr)
     return status
 
 
@@ -504,7 +505,7 @@ def cmd_simulate(argv: list[str]) -> int:
     """Run the simulator standalone."""
     from octovid.testing._standalone import main as simulate
 
-    return simulate(argv)
+    return simulate(argv, prog="octovid simulate")
 
 
 def _dir(path: str) -> str:
@@ -562,7 +563,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     create = commands.add_parser(
         "create", parents=[common], help="create one video task",
-        description="Create one task and print its id; --wait waits, --out downloads.",
+        description="Create one task and print its id and status (--json for scripts); "
+        "--wait waits, --out downloads.",
     )
     create.add_argument("model", help="e.g. sora-2, veo3.1-fast, grok-video-3, viduq2-pro")
     create.add_argument("prompt")

@@ -20,9 +20,9 @@ def _rate_limit(text: str) -> tuple[int, float]:
     return limit
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m octovid.testing",
+        prog=prog,
         description="Serve an imitation of the octopusx video gateway on this machine.",
     )
     add = parser.add_argument
@@ -61,9 +61,9 @@ async def _serve(simulator: Simulator) -> None:
         await stop.wait()
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, prog: str = "python -m octovid.testing") -> int:
     """Run the simulator from the command line until SIGINT or SIGTERM; return the exit code."""
-    parser = _parser()
+    parser = _parser(prog)
     args = parser.parse_args(argv)
     try:
         simulator = Simulator(
