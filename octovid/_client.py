@@ -447,6 +447,7 @@ class Client:
         transport = self._get_transport()
         url = transport.url(path, **(query or {}))
         self._counters.requests += 1
+        slot.sending()
         try:
             answer = await transport.request(method, url, payload=payload, sent=slot.sent)
         except RateLimitError as exc:
@@ -484,10 +485,14 @@ class Client:
         shared: asyncio.Future[Task] | None = None
         if key is not None:
             while (other := self._keyed.get(key)) is not None:
+                if other.cancelled():  # given up before it was sent: ours to send
+                    del self._keyed[key]
+                    continue
                 try:
                     task = await asyncio.shield(other)
                 except asyncio.CancelledError:
-                    if other.cancelled():  # given up before it was sent: ours to send
+                    me = asyncio.current_task()
+                    if other.cancelled() and not (me is not None and me.cancelling()):
                         continue
                     raise
                 if on_created is not None:
@@ -535,6 +540,8 @@ class Client:
                         functools.partial(_settle_shared, shared, policy=self._retry)
                     )
                 else:
+                    if key is not None and self._keyed.get(key) is shared:
+                        del self._keyed[key]  # at once: a follower may take over right away
                     shared.cancel()
             raise
         except Exception as exc:

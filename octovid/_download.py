@@ -165,6 +165,7 @@ class Downloader:
             slot = await self._limiter.acquire(Lane.QUERY)
             try:
                 self._on_request()
+                slot.sending()
                 return await self._stream(url, part, progress, slot.sent)
             except RateLimitError as exc:
                 self._limiter.throttled(exc.retry_after, slot.at)

@@ -347,16 +347,17 @@ def error_from_response(
     been read: a short key must not garble the codes the error is classified by.
     """
     code, message, from_gateway = _describe(body, content_type)
-    text = snippet(body)
     task_gone = code == "task_not_exist" or (
         status == 404 and from_gateway and "task" in message.lower()
     )
-    if secret:
-        message, text = message.replace(secret, "***"), text.replace(secret, "***")
+    if secret:  # blotted out of the whole body, before anything is cut short
+        body = body.replace(secret.encode(), b"***")
+        message = _describe(body, content_type)[1]
         if code not in _CLASSIFYING_CODES:  # those are constants: they cannot hold the key
             code = code.replace(secret, "***")
         if request_id:
             request_id = request_id.replace(secret, "***")
+    text = snippet(body)
     kwargs: dict[str, Any] = {
         "from_gateway": from_gateway,
         "code": code,

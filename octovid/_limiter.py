@@ -95,15 +95,21 @@ class Slot:
     def __init__(self, limiter: Limiter | None, at: float, waited: float) -> None:
         self._limiter = limiter
         self.at = at  #: the loop time the slot was granted
-        self.sent_at = at  #: the loop time the request went out, as far as we know
+        #: the loop time the request went out, as far as we know; None while it is going out
+        self.sent_at: float | None = at
         self.waited = waited  #: seconds spent waiting for it
 
-    def sent(self) -> None:
-        """Record that the request is on the wire now (later than granted, on a new connection).
+    def sending(self) -> None:
+        """Record that the request is on its way out, until ``sent`` (or release) says when.
 
-        The window guard counts from this instant: a request that spent 100 ms in a TLS
-        handshake reaches the gateway 100 ms late, and the requests after it must not catch up.
+        The window guard counts from when requests went out: a request that spends 100 ms in a
+        TLS handshake reaches the gateway 100 ms late, and those after it must not catch up.
         """
+        if self._limiter is not None:
+            self.sent_at = None
+
+    def sent(self) -> None:
+        """Record that the request's headers are on the wire now."""
         if self._limiter is not None:
             self._limiter._sent(self)
 
@@ -111,6 +117,8 @@ class Slot:
         """Free the slot's place among the requests in flight; idempotent."""
         limiter, self._limiter = self._limiter, None
         if limiter is not None:
+            if self.sent_at is None:  # it went out before its answer came, at the latest
+                self.sent_at = limiter._now()
             limiter._release()
 
     def refund(self) -> None:
@@ -283,7 +291,11 @@ class Limiter:
         at = max(self._not_before, self._tat - (self._limit.burst - 1) * self._interval(now))
         window = self._window
         if len(window) == window.maxlen:
-            at = max(at, window[0].sent_at + self._span)
+            head = window[0]
+            # A request still going out is waited for, for one window at most: a connection
+            # stuck in its handshake must not hold up every other request for long.
+            sent = head.sent_at if head.sent_at is not None else head.at + self._span
+            at = max(at, sent + self._span)
         return at
 
     def _take(self, now: float, since: float) -> Slot:
@@ -298,9 +310,14 @@ class Limiter:
         self.waited += now - since
         return slot
 
-    def _sent(self, slot: Slot) -> None:
+    def _now(self) -> float:
         assert self._loop is not None
-        slot.sent_at = max(slot.sent_at, self._loop.time())  # the next timer sees it
+        return self._loop.time()
+
+    def _sent(self, slot: Slot) -> None:
+        slot.sent_at = max(slot.at, self._now())
+        if self._live:
+            self._grant()  # the guard may have moved, either way
 
     def _refund(self, slot: Slot) -> None:
         self._tat -= self._interval(slot.at)

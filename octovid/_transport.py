@@ -103,7 +103,7 @@ class Transport:
         """
         try:
             url = URL(reference.strip())
-            if not url.absolute:
+            if not url.scheme:  # a path, or protocol-relative (//cdn.example/x.mp4)
                 url = self._base.join(url)
         except (ValueError, TypeError):
             return None

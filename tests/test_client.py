@@ -90,6 +90,32 @@ async def test_a_key_whose_first_job_left_early_is_created_by_the_next(sim, tmp_
     assert sim.creates_per_body()[body_of(request)] == 1
 
 
+async def test_a_key_resubmitted_after_its_job_was_cancelled_unsent_is_created(sim, tmp_path):
+    """Cancel a keyed job still waiting for the limiter, submit the key again: one create."""
+    request = octovid.GrokRequest("second thoughts")
+    async with client_for(sim, journal=tmp_path / "j.db", rate_limit=1) as client:
+        await client.create(octovid.GrokRequest("takes the first slot"))
+        first = client.submit(request, key="k")
+        await asyncio.sleep(0.05)
+        first.cancel()
+        await asyncio.sleep(0)
+        task = await asyncio.wait_for(client.submit(request, key="k"), 20)
+    assert task.status is Status.COMPLETED
+    assert sim.creates_per_body()[body_of(request)] == 1
+
+
+async def test_closing_with_followers_of_a_key_waiting_returns(sim, tmp_path):
+    """close() while two jobs of one key wait for the limiter resolves both, promptly."""
+    async with client_for(sim, journal=tmp_path / "j.db", rate_limit=0.5) as client:
+        await client.create(octovid.GrokRequest("takes the first slot"))
+        jobs = [client.submit(octovid.GrokRequest("later"), key="k") for _ in range(2)]
+        await asyncio.sleep(0.05)
+        await asyncio.wait_for(client.aclose(), 10)
+    for job in jobs:
+        with pytest.raises(asyncio.CancelledError):
+            job.result()
+
+
 # -- create and get: the protocol core -------------------------------------------------------
 
 

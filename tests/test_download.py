@@ -111,6 +111,28 @@ async def test_a_result_url_that_is_relative_or_not_http_still_downloads(sim, tm
     assert [(r.status, r.authorization) for r in content] == [(200, True)]
 
 
+@pytest.mark.parametrize(
+    ("given", "resolved"),
+    [
+        ("https://cdn.example/v/x.mp4?sig=1", "https://cdn.example/v/x.mp4?sig=1"),
+        ("//cdn.example/x.mp4", "https://cdn.example/x.mp4"),
+        ("/v1/videos/a/content", "https://gw.example/v1/videos/a/content"),
+        ("ftp://cdn.example/x.mp4", None),
+        ("javascript:alert(1)", None),
+        ("http://", None),
+    ],
+)
+def test_result_urls_are_read_against_the_gateway(given, resolved):
+    """Relative result URLs are joined to the gateway; URLs of other schemes are not fetched."""
+    from yarl import URL
+
+    from octovid._transport import Transport
+
+    transport = Transport(URL("https://gw.example"), "k", timeout=5)
+    url = transport.resolve(given)
+    assert (None if url is None else str(url)) == resolved
+
+
 async def test_task_id_cannot_escape_the_folder(sim, tmp_path):
     """A task id holding ../ and separators becomes a plain file name inside the folder."""
     out = tmp_path / "out"

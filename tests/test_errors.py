@@ -210,6 +210,16 @@ def test_a_key_echoed_in_an_error_body_is_blotted_out():
     assert "***" in error.message
 
 
+@pytest.mark.parametrize("at", [150, 180, 195], ids=["inside", "across-the-cut", "at-the-cut"])
+def test_a_key_cut_off_by_the_snippet_leaves_no_part_of_itself(at):
+    """The key is blotted out before the body is shortened: no prefix of it survives the cut."""
+    key = "sk-live-" + "0123456789abcdefghijklmnopqrstuv"
+    body = task_route("bad_request", "x" * at + key + " trailing words")
+    error = error_from_response(400, body, secret=key)
+    for text in (str(error), error.body, error.message):
+        assert key[:12] not in text
+
+
 def test_an_html_404_points_at_the_base_url():
     """A 404 that is not the gateway's JSON says the route does not exist: check base_url."""
     error = error_from_response(404, b"<html><title>404 Not Found</title></html>")

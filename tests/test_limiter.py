@@ -81,6 +81,29 @@ def test_window_counts_from_when_a_request_went_out(virtual):
     assert approx(virtual(main)) == [0.3, 0.5, 1.325]
 
 
+@pytest.mark.parametrize(("goes_out_at", "next_at"), [(1.5, 2.525), (None, 2.05)],
+                         ids=["sent-late", "never-sent"])
+def test_a_request_still_going_out_holds_the_window_for_one_window_at_most(
+    virtual, goes_out_at, next_at
+):
+    """A slot marked sending is waited for (a slow connect); unsent, for one window at most."""
+    limiter = Limiter(RateLimit(1, adaptive=False), max_in_flight=100)
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        first = await limiter.acquire()
+        first.sending()
+        if goes_out_at is not None:
+            loop.call_at(start + goes_out_at, first.sent)
+        loop.call_at(start + 5.0, first.release)
+        second = await limiter.acquire()
+        second.release()
+        return second.at - start
+
+    assert virtual(main) == pytest.approx(next_at)
+
+
 def test_waiters_are_served_fifo(virtual):
     """Within a lane, slots are granted in the order they were asked for."""
     limiter = Limiter(RateLimit(10), max_in_flight=100)
