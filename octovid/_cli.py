@@ -321,7 +321,7 @@ def _describe(counts: Counter[str], stats: octovid.Stats) -> str:
 
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, octovid.TaskFailedError):
-        return f"failed: {exc.task.error}"
+        return f"failed: {exc.task.error} (--retry-failed creates it again)"
     if isinstance(exc, octovid.CreateUncertainError):
         return f"{exc} (or run again with --retry-uncertain)"
     return str(exc) or type(exc).__name__
@@ -450,7 +450,8 @@ async def cmd_batch(args: argparse.Namespace, output: Output) -> int:
     journal_path = Path(args.journal) if args.journal else out / JOURNAL_NAME
     journal = octovid.Journal(journal_path)
     try:
-        _forget_uncertain(journal, [key for key, _ in items], retry=args.retry_uncertain)
+        _forget(journal, [key for key, _ in items], uncertain=args.retry_uncertain,
+                failed=args.retry_failed)
         async with make_client(args, journal=journal) as client:
             batch = Batch(client, items, out, download=not args.no_download,
                           deadline=args.deadline, output=output)
@@ -459,12 +460,19 @@ async def cmd_batch(args: argparse.Namespace, output: Output) -> int:
         journal.close()
 
 
-def _forget_uncertain(journal: octovid.Journal, keys: list[str], *, retry: bool) -> None:
+def _forget(journal: octovid.Journal, keys: list[str], *, uncertain: bool, failed: bool) -> None:
+    """Drop the keys the user asked to create again: unanswered creates, failed tasks."""
+    if not (uncertain or failed):
+        return
     for key in keys:
         entry = journal.get(key)
-        if entry is not None and entry.uncertain and retry:
+        if entry is None:
+            continue
+        if entry.uncertain and uncertain:
             print(f"octovid: creating {key!r} again although an earlier create may have "
                   "been billed (--retry-uncertain)", file=sys.stderr)
+            journal.forget(key)
+        elif failed and entry.status in (octovid.Status.FAILED, octovid.Status.CANCELLED):
             journal.forget(key)
 
 
@@ -602,6 +610,8 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--deadline", type=_positive, metavar="S",
                        help="give up on a job after S seconds (default: 1 hour)")
     batch.add_argument("--no-download", action="store_true", help="only create and wait")
+    batch.add_argument("--retry-failed", action="store_true",
+                       help="create again requests whose task failed (a new task, billed)")
     batch.add_argument("--retry-uncertain", action="store_true",
                        help="create again requests whose earlier create went unanswered "
                        "(they may then be billed twice)")

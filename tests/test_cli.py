@@ -165,6 +165,24 @@ async def test_a_second_ctrl_c_does_not_lose_creates_on_the_wire(tmp_path):
     assert sorted(creates.values()) == [1, 1, 1]
 
 
+async def test_failed_tasks_are_created_again_only_with_retry_failed(tmp_path):
+    """A re-run keeps failed tasks failed (nothing billed); --retry-failed creates them anew."""
+    batch = write_batch(tmp_path / "batch.jsonl", 3)
+    out = tmp_path / "videos"
+    run = ["batch", str(batch), "--out", str(out)]
+    async with Simulator(duration=(0.2, 0.4), failure_rate=1.0) as sim:
+        status, summary, _ = await octovid(*run, *connect(sim))
+        assert status == 1
+        assert "--retry-failed" in summary
+        again, _, _ = await octovid(*run, *connect(sim))
+        assert again == 1
+        assert sorted(sim.creates_per_body().values()) == [1, 1, 1]
+        retried, _, _ = await octovid(*run, "--retry-failed", *connect(sim))
+        creates = sim.creates_per_body()
+    assert retried == 1  # they fail again on this gateway, but they were tried again
+    assert sorted(creates.values()) == [2, 2, 2]
+
+
 async def test_bad_line_is_reported_with_its_number_and_nothing_is_created(tmp_path):
     """A bad JSONL line is one error naming file and line; no request is sent."""
     batch = write_batch(tmp_path / "batch.jsonl", 4)
