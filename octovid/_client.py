@@ -484,20 +484,12 @@ class Client:
         self._get_transport()
         shared: asyncio.Future[Task] | None = None
         if key is not None:
-            while (other := self._keyed.get(key)) is not None:
-                if other.cancelled():  # given up before it was sent: ours to send
-                    del self._keyed[key]
-                    continue
-                try:
-                    task = await asyncio.shield(other)
-                except asyncio.CancelledError:
-                    me = asyncio.current_task()
-                    if other.cancelled() and not (me is not None and me.cancelling()):
-                        continue
-                    raise
+            task = await self._follow(key)
+            if task is not None:
                 if on_created is not None:
                     on_created(task)
                 return task
+            # No await since _follow: this create is now the one of its key.
             shared = self._keyed[key] = asyncio.get_running_loop().create_future()
             shared.add_done_callback(functools.partial(_unshare, self._keyed, key))
 
@@ -507,9 +499,10 @@ class Client:
             if shared is not None and not shared.done():
                 shared.set_result(task)
 
-        on_wire: list[asyncio.Task[Task]] = []
+        exchange: asyncio.Task[Task] | None = None  # the latest attempt on the wire
 
         async def attempt() -> Task:
+            nonlocal exchange
             slot = await self._limiter.acquire(Lane.CREATE)
             if abandoned():  # unwanted before it was sent: costs nothing
                 slot.refund()
@@ -519,7 +512,6 @@ class Client:
             exchange = asyncio.ensure_future(
                 self._post_create(slot, request, payload, key, created)
             )
-            on_wire[:] = [exchange]
             self._exchanges.add(exchange)
             exchange.add_done_callback(self._exchanges.discard)
             try:
@@ -535,8 +527,8 @@ class Client:
             )
         except asyncio.CancelledError:
             if shared is not None and not shared.done():
-                if on_wire and not on_wire[0].done():  # its answer settles the key
-                    on_wire[0].add_done_callback(
+                if exchange is not None and not exchange.done():  # its answer settles the key
+                    exchange.add_done_callback(
                         functools.partial(_settle_shared, shared, policy=self._retry)
                     )
                 else:
@@ -548,6 +540,21 @@ class Client:
             if shared is not None and not shared.done():
                 shared.set_exception(exc)
             raise
+
+    async def _follow(self, key: str) -> Task | None:
+        """The answer of the create of ``key`` this client has under way, or None if none is."""
+        while (other := self._keyed.get(key)) is not None:
+            if other.cancelled():  # given up before it was sent: the caller's to send
+                del self._keyed[key]
+                continue
+            try:
+                return await asyncio.shield(other)
+            except asyncio.CancelledError:
+                me = asyncio.current_task()
+                if other.cancelled() and not (me is not None and me.cancelling()):
+                    continue
+                raise
+        return None
 
     async def _post_create(
         self,

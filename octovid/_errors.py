@@ -357,12 +357,11 @@ def error_from_response(
             code = code.replace(secret, "***")
         if request_id:
             request_id = request_id.replace(secret, "***")
-    text = snippet(body)
     kwargs: dict[str, Any] = {
         "from_gateway": from_gateway,
         "code": code,
         "request_id": request_id,
-        "body": text,
+        "body": snippet(body),
         "retry_after": parse_retry_after(retry_after),
     }
     if status == 401:
