@@ -16,18 +16,19 @@ import attrs
 
 from ._download import Downloader, Progress
 from ._errors import (
-    APIError,
     ConfigError,
     CreateUncertainError,
-    RateLimitError,
+    JournalError,
+    OctovidError,
+    ProtocolError,
     ServerError,
-    TransportError,
 )
+from ._gateway import Counters, Gateway
 from ._jobs import Job
-from ._journal import Journal
+from ._journal import JobState, Journal, JournalEntry
 from ._limiter import Lane, Limiter, RateLimit, Slot
 from ._requests import Request
-from ._retry import RetryPolicy, retryable, retrying
+from ._retry import Action, Kind, RetryPolicy, decide, maybe_accepted, retrying
 from ._task import Status, Task
 from ._transport import Transport, gateway_url
 from ._watcher import PollPolicy, Watcher
@@ -35,15 +36,12 @@ from ._watcher import PollPolicy, Watcher
 if TYPE_CHECKING:
     import aiohttp
 
-    from ._transport import Answer
-
 __all__ = ["Client", "Stats"]
 
 log = logging.getLogger("octovid")
 
 DEFAULT_BASE_URL = "https://octopusx.ai"
-_CREATE = "/v1/video/create"
-_QUERY = "/v1/video/query"
+_YIELD_EVERY = 2000  # jobs dispatched between two yields to the loop, after a batch's claims
 
 
 @attrs.frozen
@@ -59,7 +57,7 @@ class Stats:
         rate_limited: 429 answers.
         errors: Requests that failed (an HTTP error or no answer), 429s included.
         limiter_wait: Seconds spent waiting for the rate limiter, summed over requests.
-        rate: The limiter's current rate (requests per second; lower after 429s).
+        rate: The limiter's current rate (requests per second; lower after congestion).
         watching: Task ids being polled now.
         pending: Jobs not yet resolved.
     """
@@ -75,14 +73,6 @@ class Stats:
     rate: float = 0.0
     watching: int = 0
     pending: int = 0
-
-
-class _Counters:
-    __slots__ = ("creates", "downloads", "errors", "polls", "rate_limited", "requests", "retries")
-
-    def __init__(self) -> None:
-        self.requests = self.creates = self.polls = self.downloads = 0
-        self.retries = self.rate_limited = self.errors = 0
 
 
 def _rate_limit(value: float | RateLimit) -> RateLimit:
@@ -117,18 +107,19 @@ class Client:
             RateLimit. Every coroutine using this client shares it.
         max_concurrency: Requests in flight at most.
         poll: When to poll tasks (PollPolicy); its ``deadline`` is the default job deadline.
-        retry: How ``create`` and ``get`` retry (RetryPolicy).
+        retry: How creates, queries and downloads retry (RetryPolicy).
         timeout: Seconds for one request, answer included.
         journal: A path or a Journal: idempotency keys, task ids and results survive crashes.
-        session: An ``aiohttp.ClientSession`` to use; it is not closed by the client.
+        session: An ``aiohttp.ClientSession`` to use; it is not closed by the client. (aiohttp
+            resends a GET whose reused connection dropped, which octovid then counts once.)
 
     Use it as ``async with Client() as client:``, or call ``await client.aclose()``.
     """
 
     __slots__ = (
-        "_api_key", "_base_url", "_closed", "_counters", "_downloader", "_exchanges", "_journal",
-        "_keyed", "_limiter", "_max_concurrency", "_owns_journal", "_poll", "_retry", "_session",
-        "_timeout", "_transport", "_watcher",
+        "_api_key", "_background", "_base_url", "_closed", "_counters", "_creator",
+        "_downloader", "_gateway", "_journal", "_limiter", "_max_concurrency", "_owns_journal",
+        "_poll", "_retry", "_session", "_timeout", "_transport", "_watcher",
     )
 
     def __init__(
@@ -165,18 +156,14 @@ class Client:
         )
         self._transport: Transport | None = None
         self._downloader: Downloader | None = None
-        self._counters = _Counters()
-        self._exchanges: set[asyncio.Task[Task]] = set()  # creates on the wire
-        self._keyed: dict[str, asyncio.Future[Task]] = {}  # keys being created, their answer
+        self._counters = Counters()
+        self._gateway = Gateway(self._get_transport, self._limiter, self._counters,
+                                foreign_concurrency=max_concurrency)
         self._closed = False
-        self._watcher = Watcher(
-            limiter=self._limiter,
-            policy=poll,
-            create=self._create_job,
-            query=self._query_once,
-            max_creates=max_concurrency,
-            on_update=self._journal.update if self._journal is not None else None,
-        )
+        self._background: set[asyncio.Task[None]] = set()  # a batch's claims
+        self._creator = _Creator(self._gateway, retry, self._journal, lambda: self._closed)
+        self._watcher = Watcher(gateway=self._gateway, creating=self._creator, policy=poll,
+                                max_creates=max_concurrency)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{self._watcher.watching} watched"
@@ -197,19 +184,23 @@ class Client:
         """Stop watching and close what the client owns.
 
         Every pending job is resolved with CancelledError. Creates already on the wire are
-        awaited (up to ``timeout``), so that a task the gateway accepted is not lost.
+        awaited (up to ``timeout``), so that a task the gateway accepted is not lost, and the
+        journal's queued writes are finished.
         """
         if self._closed:
             return
         self._closed = True
+        for task in self._background:
+            task.cancel()
         await self._watcher.close()  # its jobs end cancelled, as the contract says
         self._limiter.close()  # then direct create() and get() calls still waiting fail
-        if self._exchanges:
-            await asyncio.wait(list(self._exchanges), timeout=self._timeout)
+        await self._creator.drain(self._timeout)
         if self._transport is not None:
             await self._transport.close()
-        if self._owns_journal and self._journal is not None:
-            self._journal.close()
+        if self._journal is not None:
+            await self._journal.flush()
+            if self._owns_journal:
+                await asyncio.to_thread(self._journal.close)
 
     @property
     def stats(self) -> Stats:
@@ -252,20 +243,21 @@ class Client:
             APIError: The gateway refused it (the subclass says why).
         """
         self._check_open()
-        return await self._create(_check_request(request))
+        self._get_transport()
+        return await self._creator.run(_check_request(request))
 
     async def get(self, task_id: str) -> Task:
         """Query a task once (retrying transient failures): one GET of the unified query."""
         self._check_open()
+        self._get_transport()
         task_id = _task_id(task_id)
 
         async def attempt() -> Task:
-            slot = await self._limiter.acquire(Lane.QUERY)
-            with slot:
-                return await self._query_once(slot, task_id)
+            slot = await self._gateway.acquire(Lane.QUERY)
+            return (await self._gateway.query(slot, task_id))[0]
 
         return await retrying(
-            attempt, policy=self._retry, create=False, what=f"query of {task_id}",
+            attempt, kind=Kind.QUERY, policy=self._retry, what=f"query of {task_id}",
             on_retry=self._retried, stopping=lambda: self._closed,
         )
 
@@ -292,10 +284,11 @@ class Client:
         keys: Sequence[str] | None = None,
         deadline: float | None = None,
     ) -> list[Job]:
-        """Submit many requests at once; jobs come back in the order given.
+        """Submit many requests at once; jobs come back in the order given, at once.
 
         Creates share the limiter and the concurrency bound with everything else; a create
-        that fails fails only its own job.
+        that fails fails only its own job. With ``keys``, the journal's claims of the whole
+        batch are one transaction, made off the event loop before any create is sent.
         """
         self._check_open()
         batch = [_check_request(request) for request in requests]
@@ -309,35 +302,56 @@ class Client:
         if keys is not None and self._journal is None:
             raise ConfigError("idempotency keys need a journal: Client(journal='path.db')")
         seconds = self._deadline(deadline)
+        jobs = self._watcher.hold(batch, deadline=seconds, keys=keys)
         if keys is None:
-            return [self._watcher.submit(request, deadline=seconds) for request in batch]
-        assert self._journal is not None
-        claims = [self._journal.claim(key, request.to_payload())
-                  for key, request in zip(keys, batch, strict=True)]
-        return [self._resume(request, claim.key, claim.state, seconds)
-                for request, claim in zip(batch, claims, strict=True)]
+            self._watcher.release(jobs)
+        elif jobs:
+            claim = asyncio.ensure_future(self._claim(jobs))
+            self._background.add(claim)
+            claim.add_done_callback(self._background.discard)
+        return jobs
 
-    def _resume(self, request: Request, key: str, state: str, deadline: float | None) -> Job:
-        """The job of a journaled key: created anew, watched again, or known already."""
+    async def _claim(self, jobs: list[Job]) -> None:
+        """Claim a batch's keys in the journal, then create, watch or resolve each job."""
         assert self._journal is not None
-        if state in ("queued", "refused") or key in self._keyed:
-            # Never accepted: create it. Or being created by this client: share that create.
-            return self._watcher.submit(request, deadline=deadline, key=key)
-        entry = self._journal.get(key)
-        assert entry is not None
+        watcher = self._watcher
+        try:
+            entries = await self._journal.claim(
+                [(job.key, job.request) for job in jobs]  # type: ignore[misc]
+            )
+        except JournalError as exc:
+            for job in jobs:
+                watcher.settle(job, exc)
+            return
+        fresh: list[Job] = []
+        for count, (job, entry) in enumerate(zip(jobs, entries, strict=True), 1):
+            if job.done():  # cancelled, or past its deadline, while the claims were written
+                continue
+            if isinstance(entry, JournalError):
+                watcher.settle(job, entry)
+            elif entry.state in (JobState.QUEUED, JobState.REFUSED) or (
+                self._creator.creating(entry.key)
+            ):  # never accepted: create it; or being created here: share that create
+                fresh.append(job)
+            else:
+                self._resume(job, entry)
+            if not count % _YIELD_EVERY:
+                await asyncio.sleep(0)  # a batch of 100,000 must not stall the loop
+        watcher.release(fresh)
+
+    def _resume(self, job: Job, entry: JournalEntry) -> None:
+        """The job of a key an earlier run sent: watched again, or known already."""
         task = entry.task
         if entry.uncertain or task is None:
-            error = CreateUncertainError(
-                f"the create for key {key!r} was sent by an earlier run and never answered: "
-                "the task may exist and be billed. Check with the gateway, then "
+            assert job.request is not None
+            self._watcher.settle(job, CreateUncertainError(
+                f"the create for key {entry.key!r} was sent by an earlier run and never "
+                "answered: the task may exist and be billed. Check with the gateway, then "
                 "Journal.forget(key) to create it again",
-                request=request,
-            )
-            return self._watcher.resolved(error, request=request, key=key)
-        if task.terminal:
-            return self._watcher.resolved(task, request=request, key=key, task_id=task.id)
-        return self._watcher.watch(task.id, deadline=deadline, task=task, request=request,
-                                   key=key)
+                request=job.request,
+            ))
+        else:
+            self._watcher.adopt(job, task.id, task)
 
     def watch(self, task_id: str, *, deadline: float | None = None) -> Job:
         """Watch an existing task, without waiting. Watching one id twice shares its polls."""
@@ -392,7 +406,7 @@ class Client:
         size, digest = await downloader.download(task, target, progress)
         self._counters.downloads += 1
         if self._journal is not None:
-            self._journal.downloaded(task.id, str(target), size, digest)
+            await self._journal.downloaded(task.id, str(target), size, digest)
         log.info("octovid: downloaded task %s to %s (%d bytes)", task.id, target, size)
         return target
 
@@ -400,14 +414,8 @@ class Client:
 
     def _get_downloader(self) -> Downloader:
         if self._downloader is None:
-            self._downloader = Downloader(
-                self._get_transport(), self._limiter, self.get,
-                foreign_concurrency=self._max_concurrency, on_request=self._count_request,
-            )
+            self._downloader = Downloader(self._gateway, self.get, self._retry)
         return self._downloader
-
-    def _count_request(self) -> None:
-        self._counters.requests += 1
 
     def _check_open(self) -> None:
         if self._closed:
@@ -434,39 +442,49 @@ class Client:
             )
         return self._transport
 
-    async def _send(
-        self,
-        slot: Slot,
-        method: str,
-        path: str,
-        *,
-        payload: dict[str, Any] | None = None,
-        query: dict[str, str] | None = None,
-    ) -> Answer:
-        """Send one request on a granted slot; feed 429s to the limiter."""
-        transport = self._get_transport()
-        url = transport.url(path, **(query or {}))
-        self._counters.requests += 1
-        slot.sending()
-        try:
-            answer = await transport.request(method, url, payload=payload, sent=slot.sent)
-        except RateLimitError as exc:
-            self._counters.rate_limited += 1
-            self._counters.errors += 1
-            self._limiter.throttled(exc.retry_after, slot.at)
-            raise
-        except Exception:
-            self._counters.errors += 1
-            raise
-        self._limiter.succeeded()
-        return answer
 
-    async def _query_once(self, slot: Slot, task_id: str) -> Task:
-        answer = await self._send(slot, "GET", _QUERY, query={"id": task_id})
-        self._counters.polls += 1
-        return Task.from_response(answer.body, task_id=task_id)
+class _Creator:
+    """Creates tasks, money first: the watcher's :class:`~octovid._watcher.Creating`.
 
-    async def _create(
+    A create is retried only when ``_retry`` says it surely was not accepted. Once on the wire
+    it runs to its answer even if its caller leaves, so that an accepted task is always
+    recorded. With a journal, the key's intent is committed before the create goes out and its
+    task id handed to the journal as soon as it comes back. One key is created once per client:
+    a second create of a key under way waits for the first one's answer.
+    """
+
+    __slots__ = ("_closed", "_exchanges", "_gateway", "_journal", "_keyed", "_policy")
+
+    def __init__(self, gateway: Gateway, policy: RetryPolicy, journal: Journal | None,
+                 closed: Callable[[], bool]) -> None:
+        self._gateway = gateway
+        self._policy = policy
+        self._journal = journal
+        self._closed = closed
+        self._exchanges: set[asyncio.Task[Task]] = set()  # creates on the wire
+        self._keyed: dict[str, asyncio.Future[Task]] = {}  # keys being created, their answer
+
+    async def create(self, job: Job) -> Task:
+        """Create the task of a job."""
+        assert job.request is not None
+        return await self.run(job.request, key=job.key, on_created=job._update,
+                              abandoned=job.done)
+
+    def observed(self, task: Task) -> None:
+        """A watched task changed: the journal records it (queued; it never raises)."""
+        if self._journal is not None:
+            self._journal.update(task)
+
+    def creating(self, key: str) -> bool:
+        """Whether a create of ``key`` is under way in this client."""
+        return key in self._keyed
+
+    async def drain(self, seconds: float) -> None:
+        """Wait (up to ``seconds``) for the creates on the wire, so no accepted task is lost."""
+        if self._exchanges:
+            await asyncio.wait(list(self._exchanges), timeout=seconds)
+
+    async def run(
         self,
         request: Request,
         *,
@@ -476,12 +494,10 @@ class Client:
     ) -> Task:
         """Create ``request``, retrying only what the gateway surely did not accept.
 
-        A create of a key that this client is creating already is not sent again: it waits for
-        that one's answer. ``abandoned`` says that the caller no longer wants the task: a create
-        not yet on the wire is then dropped, at no cost.
+        ``abandoned`` says that the caller no longer wants the task: a create not yet on the
+        wire is then dropped, at no cost.
         """
         payload = request.to_payload()
-        self._get_transport()
         shared: asyncio.Future[Task] | None = None
         if key is not None:
             task = await self._follow(key)
@@ -500,18 +516,21 @@ class Client:
                 shared.set_result(task)
 
         exchange: asyncio.Task[Task] | None = None  # the latest attempt on the wire
+        journal = self._journal
 
         async def attempt() -> Task:
             nonlocal exchange
-            slot = await self._limiter.acquire(Lane.CREATE)
+            slot = await self._gateway.acquire(Lane.CREATE)
             if abandoned():  # unwanted before it was sent: costs nothing
                 slot.refund()
                 raise asyncio.CancelledError
-            # Once sent, a create runs to its answer even if the caller is cancelled, so that
-            # a task the gateway accepted is always recorded.
-            exchange = asyncio.ensure_future(
-                self._post_create(slot, request, payload, key, created)
-            )
+            if journal is not None and key is not None:
+                try:
+                    await journal.sending(key)
+                except BaseException:
+                    slot.refund()  # not sent: a journal that cannot record it forbids it
+                    raise
+            exchange = asyncio.ensure_future(self._send(slot, payload, key, created))
             self._exchanges.add(exchange)
             exchange.add_done_callback(self._exchanges.discard)
             try:
@@ -520,16 +539,29 @@ class Client:
                 exchange.add_done_callback(functools.partial(_report_orphan, key=key))
                 raise
 
+        def uncertain(exc: BaseException) -> CreateUncertainError:
+            if isinstance(exc, ProtocolError):
+                why = f"its answer carries no task id ({exc})"
+            elif isinstance(exc, ServerError):
+                why = f"a proxy answered ({exc})"
+            else:
+                why = f"no answer came ({exc})"
+            return CreateUncertainError(
+                f"the create of {request.model} may have reached the gateway, but {why}: it "
+                "may be billed, so it is not sent again", request=request,
+            )
+
         try:
             return await retrying(
-                attempt, policy=self._retry, create=True, what=f"create ({request.model})",
-                on_retry=self._retried, stopping=lambda: self._closed or abandoned(),
+                attempt, kind=Kind.CREATE, policy=self._policy, what=f"create ({request.model})",
+                on_retry=self._retried, stopping=lambda: self._closed() or abandoned(),
+                uncertain=uncertain,
             )
         except asyncio.CancelledError:
             if shared is not None and not shared.done():
                 if exchange is not None and not exchange.done():  # its answer settles the key
                     exchange.add_done_callback(
-                        functools.partial(_settle_shared, shared, policy=self._retry)
+                        functools.partial(_settle_shared, shared, policy=self._policy)
                     )
                 else:
                     if key is not None and self._keyed.get(key) is shared:
@@ -540,6 +572,9 @@ class Client:
             if shared is not None and not shared.done():
                 shared.set_exception(exc)
             raise
+
+    def _retried(self) -> None:
+        self._gateway.counters.retries += 1
 
     async def _follow(self, key: str) -> Task | None:
         """The answer of the create of ``key`` this client has under way, or None if none is."""
@@ -556,63 +591,26 @@ class Client:
                 raise
         return None
 
-    async def _post_create(
-        self,
-        slot: Slot,
-        request: Request,
-        payload: dict[str, Any],
-        key: str | None,
-        on_created: Callable[[Task], None] | None,
+    async def _send(
+        self, slot: Slot, payload: dict[str, Any], key: str | None,
+        created: Callable[[Task], None],
     ) -> Task:
-        journal = self._journal if key is not None else None
+        """One create on the wire; the journal learns its outcome at once."""
+        journal = self._journal
         try:
-            with slot:
-                if journal is not None:
-                    journal.sending(key)  # type: ignore[arg-type]
-                answer = await self._send(slot, "POST", _CREATE, payload=payload)
-            task = Task.from_response(answer.body)
-        except (TransportError, ServerError) as exc:
-            if (isinstance(exc, TransportError) and not exc.sent) or (
-                isinstance(exc, ServerError) and exc.from_gateway
-            ):
-                if journal is not None:
-                    journal.refused(key, exc)  # type: ignore[arg-type]
-                raise
-            uncertain = CreateUncertainError(
-                f"the create of {request.model} may have reached the gateway, but "
-                f"{'a proxy answered' if isinstance(exc, ServerError) else 'no answer came'}"
-                f" ({exc}): it may be billed, so it is not sent again",
-                request=request,
-            )
-            if journal is not None:
-                journal.uncertain(key, uncertain)  # type: ignore[arg-type]
-            raise uncertain from exc
-        except APIError as exc:
-            if journal is not None:
-                journal.refused(key, exc)  # type: ignore[arg-type]
+            task = await self._gateway.create(slot, payload)
+        except OctovidError as exc:
+            if journal is not None and key is not None:
+                if maybe_accepted(exc):
+                    journal.uncertain(key, exc)
+                else:
+                    journal.refused(key, exc)
             raise
-        except Exception as exc:  # a success answer without a task id
-            uncertain = CreateUncertainError(
-                f"the gateway accepted the create of {request.model} but its answer carries "
-                f"no task id ({exc}): the task may exist and be billed",
-                request=request,
-            )
-            if journal is not None:
-                journal.uncertain(key, uncertain)  # type: ignore[arg-type]
-            raise uncertain from exc
-        self._counters.creates += 1
-        if journal is not None:
-            journal.created(key, task)  # type: ignore[arg-type]
-        log.debug("octovid: created task %s (%s)", task.id, request.model)
-        if on_created is not None:
-            on_created(task)
+        if journal is not None and key is not None:
+            journal.created(key, task)
+        log.debug("octovid: created task %s (%s)", task.id, payload.get("model"))
+        created(task)
         return task
-
-    async def _create_job(self, job: Job) -> Task:
-        assert job.request is not None
-        return await self._create(
-            job.request, key=job.key, on_created=job._update, abandoned=job.done
-        )
 
 
 def _check_request(request: object) -> Request:
@@ -656,7 +654,9 @@ def _settle_shared(
         shared.cancel()
     elif (exc := exchange.exception()) is None:
         shared.set_result(exchange.result())
-    elif retryable(exc, create=True, policy=policy):
+    elif decide(exc, Kind.CREATE, attempt=1, schedule=iter([0.0]), policy=policy).action is (
+        Action.RETRY
+    ):
         shared.cancel()  # not accepted: a follower may send it
     else:
         shared.set_exception(exc)

@@ -1,4 +1,7 @@
-"""Every error octovid raises, and the mapping of gateway error answers onto them.
+"""Every error octovid raises: the tree, and nothing else.
+
+The mapping of the gateway's error answers onto it is the transport's (``_transport.py``); the
+decisions about them (retry, give up, uncertain) are ``_retry.py``'s.
 
 The tree::
 
@@ -18,19 +21,13 @@ The tree::
     │   └── ServerError              5xx
     ├── TaskFailedError              the task ended FAILED or CANCELLED
     ├── WaitTimeoutError             a job's deadline passed; also a TimeoutError
-    ├── JournalError                 the journal refuses an operation (a key reused, other body)
+    ├── JournalError                 the journal failed or refused (a key reused, other body)
     └── DownloadError                a download that could not be completed and verified
 """
 
 from __future__ import annotations
 
-import json
-import math
-import re
-from collections.abc import Mapping
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ._requests import Request
@@ -55,14 +52,7 @@ __all__ = [
     "TaskNotFoundError",
     "TransportError",
     "WaitTimeoutError",
-    "error_from_response",
-    "snippet",
 ]
-
-QUOTA_CODES = frozenset({"insufficient_user_quota", "pre_consume_token_quota_failed"})
-# Answers that no amount of waiting will mend, although their status says "server error".
-PERMANENT_SERVER_CODES = frozenset({"model_not_found"})
-
 
 class OctovidError(Exception):
     """The root of every error octovid raises."""
@@ -212,11 +202,6 @@ class RateLimitError(APIError):
 class ServerError(APIError):
     """5xx: the gateway or its upstream failed."""
 
-    @property
-    def permanent(self) -> bool:
-        """Whether waiting cannot help (``model_not_found``: no channel serves the model)."""
-        return self.code in PERMANENT_SERVER_CODES
-
 
 class TaskFailedError(OctovidError):
     """The task ended FAILED or CANCELLED on the gateway.
@@ -262,127 +247,11 @@ class WaitTimeoutError(OctovidError, TimeoutError):
 
 
 class JournalError(OctovidError):
-    """The journal refuses an operation, e.g. a key reused for a different request."""
+    """The journal failed (a database error) or refused (a key reused for another request).
+
+    Never an answer of the gateway: a create that failed on a journal error was not sent.
+    """
 
 
 class DownloadError(OctovidError):
     """A video could not be downloaded and verified (an error page, a short body, no URL)."""
-
-
-def snippet(body: bytes | str, limit: int = 200) -> str:
-    """Return the start of a body as one readable line, for messages and reports."""
-    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-_TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
-
-
-def _describe(body: bytes, content_type: str) -> tuple[str, str, bool]:
-    """Return (code, message, is the gateway's JSON) from an error body of any shape."""
-    if not body.strip():
-        return "", "empty body", False
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):
-        if "html" in content_type or body.lstrip()[:1] == b"<":
-            title = _TITLE.search(body.decode("utf-8", "replace"))
-            page = f" ({snippet(title.group(1), 80)})" if title else ""
-            return "", f"an HTML page{page}, probably from a proxy in front of the gateway", False
-        return "", snippet(body), False
-    if not isinstance(data, Mapping):
-        return "", snippet(body), False
-    inner = data.get("error")
-    if isinstance(inner, Mapping):  # the auth and routing layer, the content route
-        code, message = _text(inner.get("code")), _text(inner.get("message"))
-    elif isinstance(inner, str) and inner:
-        code, message = _text(data.get("code")), inner
-    else:  # the task routes
-        code, message = _text(data.get("code")), _text(data.get("message"))
-    return code, message or f"no message (body: {snippet(body, 120)})", True
-
-
-def _text(value: object) -> str:
-    if value is None or isinstance(value, Mapping | list):
-        return ""
-    return str(value)
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), or None."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    if not math.isfinite(seconds) or (seconds < 0 and value.lstrip().startswith("-")):
-        return None  # a negative delta is not a Retry-After; a date in the past means now
-    return max(0.0, seconds)
-
-
-_CLASSIFYING_CODES = QUOTA_CODES | PERMANENT_SERVER_CODES | {"task_not_exist"}
-
-
-def error_from_response(
-    status: int,
-    body: bytes,
-    *,
-    content_type: str = "",
-    request_id: str | None = None,
-    retry_after: str | None = None,
-    secret: str | None = None,
-) -> APIError:
-    """Map an HTTP error answer of any of the gateway's shapes onto the right APIError.
-
-    ``secret`` (the API key) is blotted out of everything the error carries, after the body has
-    been read: a short key must not garble the codes the error is classified by.
-    """
-    code, message, from_gateway = _describe(body, content_type)
-    task_gone = code == "task_not_exist" or (
-        status == 404 and from_gateway and "task" in message.lower()
-    )
-    if secret:  # blotted out of the whole body, before anything is cut short
-        body = body.replace(secret.encode(), b"***")
-        message = _describe(body, content_type)[1]
-        if code not in _CLASSIFYING_CODES:  # those are constants: they cannot hold the key
-            code = code.replace(secret, "***")
-        if request_id:
-            request_id = request_id.replace(secret, "***")
-    kwargs: dict[str, Any] = {
-        "from_gateway": from_gateway,
-        "code": code,
-        "request_id": request_id,
-        "body": snippet(body),
-        "retry_after": parse_retry_after(retry_after),
-    }
-    if status == 401:
-        return AuthenticationError(status, message, **kwargs)
-    if status == 403:
-        if code in QUOTA_CODES:
-            return InsufficientQuotaError(status, message, **kwargs)
-        return PermissionDeniedError(status, message, **kwargs)
-    if task_gone and status in (400, 404):
-        return TaskNotFoundError(status, message, **kwargs)
-    if status in (400, 413, 422):
-        return BadRequestError(status, message, **kwargs)
-    if status == 429:
-        return RateLimitError(status, message, **kwargs)
-    if status >= 500:
-        hint = "The model is not served by any channel of this key" if (
-            code in PERMANENT_SERVER_CODES
-        ) else "The gateway or its upstream failed; octovid retries what is safe to retry"
-        return ServerError(status, message, hint=hint, **kwargs)
-    if status == 404:
-        return APIError(
-            status, message, hint="The route does not exist here: check base_url", **kwargs
-        )
-    return APIError(status, message, **kwargs)

@@ -1,9 +1,9 @@
 """Job: one future per watched task, and helpers to wait for many.
 
-A Job is resolved exactly once: with the COMPLETED task, or with an exception (TaskFailedError,
-WaitTimeoutError, an APIError, CancelledError). Awaiting a job is shielded: if the awaiting
-coroutine is cancelled (``asyncio.wait_for``, a web request going away), the job goes on; only
-``job.cancel()`` stops it.
+A Job is resolved exactly once, by the watcher: with the COMPLETED task, or with an exception
+(TaskFailedError, WaitTimeoutError, an APIError, JournalError, CancelledError). Awaiting a job
+is shielded: if the awaiting coroutine is cancelled (``asyncio.wait_for``, a web request going
+away), the job goes on; only ``job.cancel()`` stops it.
 """
 
 from __future__ import annotations
@@ -25,12 +25,14 @@ _END = object()  # ends an updates() stream
 class Job:
     """The future of one task: awaitable, with the latest snapshot always at hand.
 
-    Jobs come from ``Client.submit``, ``Client.submit_many`` and ``Client.watch``.
+    Jobs come from ``Client.submit``, ``Client.submit_many`` and ``Client.watch``. A Job is
+    lean (an asyncio future is made only once something awaits it), so that a batch of 100,000
+    is built in a blink; only the watcher resolves it.
     """
 
     __slots__ = (
-        "__weakref__", "_cancel_hook", "_created", "_future", "_id", "_listeners", "_started",
-        "_task", "deadline", "key", "request",
+        "__weakref__", "_callbacks", "_cancel_hook", "_created", "_future", "_id", "_listeners",
+        "_loop", "_outcome", "_started", "_task", "deadline", "key", "request",
     )
 
     def __init__(
@@ -42,10 +44,12 @@ class Job:
         key: str | None = None,
         deadline: float | None = None,
     ) -> None:
-        self._future: asyncio.Future[Task] = loop.create_future()
-        self._future.add_done_callback(_retrieve)
+        self._loop = loop
+        self._outcome: Task | BaseException | None = None  # None while pending
+        self._future: asyncio.Future[Task] | None = None  # made when first awaited
+        self._callbacks: list[Callable[[Job], object]] | None = None
         self._created: asyncio.Future[Task] | None = None
-        self._listeners: list[asyncio.Queue[Any]] = []
+        self._listeners: list[asyncio.Queue[Any]] | None = None
         self._id = task_id
         self._task: Task | None = None
         self._started = loop.time()
@@ -55,11 +59,13 @@ class Job:
         self.deadline = deadline  #: the loop time the job gives up, or None
 
     def __repr__(self) -> str:
-        if self._future.cancelled():
+        outcome = self._outcome
+        if isinstance(outcome, asyncio.CancelledError):
             state = "cancelled"
-        elif self._future.done():
-            exc = self._future.exception()
-            state = "completed" if exc is None else f"failed {type(exc).__name__}"
+        elif isinstance(outcome, Task):
+            state = "completed"
+        elif outcome is not None:
+            state = f"failed {type(outcome).__name__}"
         elif self._task is not None:
             state = f"{self._task.status} {self._task.progress or 0}%"
         else:
@@ -67,7 +73,7 @@ class Job:
         return f"<Job {self._id or '(not created yet)'} {state}>"
 
     def __await__(self) -> Generator[Any, None, Task]:
-        return asyncio.shield(self._future).__await__()
+        return asyncio.shield(self._get_future()).__await__()
 
     @property
     def id(self) -> str | None:
@@ -82,19 +88,33 @@ class Job:
     @property
     def elapsed(self) -> float:
         """Seconds since the job started."""
-        return self._future.get_loop().time() - self._started
+        return self._loop.time() - self._started
 
     def done(self) -> bool:
         """Whether the job has its outcome."""
-        return self._future.done()
+        return self._outcome is not None
 
     def result(self) -> Task:
         """The COMPLETED task; raises like ``asyncio.Future.result()`` otherwise."""
-        return self._future.result()
+        outcome = self._outcome
+        if outcome is None:
+            raise asyncio.InvalidStateError("the job is not done yet")
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
 
     def exception(self) -> BaseException | None:
         """The job's error, or None if it completed; raises like ``Future.exception()``."""
-        return self._future.exception()
+        outcome = self._outcome
+        if outcome is None:
+            raise asyncio.InvalidStateError("the job is not done yet")
+        if isinstance(outcome, asyncio.CancelledError):
+            raise outcome
+        return outcome if isinstance(outcome, BaseException) else None
+
+    def cancelled(self) -> bool:
+        """Whether the job was cancelled (by ``cancel()`` or the client's closing)."""
+        return isinstance(self._outcome, asyncio.CancelledError)
 
     def cancel(self) -> bool:
         """Stop watching this task here. The task goes on on the gateway (it has no cancel).
@@ -102,18 +122,22 @@ class Job:
         Returns:
             False if the job was already done.
         """
-        if self._future.done():
+        if self._outcome is not None:
             return False
         hook, self._cancel_hook = self._cancel_hook, None
-        self._future.cancel()
-        self._end()
+        self._finish(asyncio.CancelledError())
         if hook is not None:
             hook(self)
         return True
 
     def add_done_callback(self, fn: Callable[[Job], object]) -> None:
         """Call ``fn(job)`` once the job is done (soon, if it already is)."""
-        self._future.add_done_callback(lambda _: fn(self))
+        if self._outcome is not None:
+            self._loop.call_soon(fn, self)
+        elif self._callbacks is None:
+            self._callbacks = [fn]
+        else:
+            self._callbacks.append(fn)
 
     async def created(self) -> Task:
         """Wait for the first snapshot: the create's answer, or the first poll of a watch.
@@ -123,10 +147,10 @@ class Job:
         if self._task is not None:
             return self._task
         if self._created is None:
-            self._created = self._future.get_loop().create_future()
+            self._created = self._loop.create_future()
             self._created.add_done_callback(_retrieve)
-            if self._future.done():
-                _copy_outcome(self._future, self._created)
+            if self._outcome is not None:
+                _settle(self._created, self._outcome)
         return await asyncio.shield(self._created)
 
     async def updates(self) -> AsyncIterator[Task]:
@@ -137,23 +161,33 @@ class Job:
         queue: asyncio.Queue[Any] = asyncio.Queue()
         if self._task is not None:
             queue.put_nowait(self._task)
-        if self._future.done():
+        if self._outcome is not None:
             queue.put_nowait(_END)
+        elif self._listeners is None:
+            self._listeners = [queue]
         else:
             self._listeners.append(queue)
         try:
             while (item := await queue.get()) is not _END:
                 yield item
         finally:
-            if queue in self._listeners:
+            if self._listeners and queue in self._listeners:
                 self._listeners.remove(queue)
-        if not self._future.cancelled() and self._future.exception() is None:
+        if isinstance(self._outcome, Task):
             return
         if self._task is not None and self._task.terminal:
             return  # it ended FAILED or CANCELLED: that snapshot was the last one
-        self._future.result()  # raises the job's error
+        self.result()  # raises the job's error
 
     # -- used by the watcher ---------------------------------------------------------------
+
+    def _get_future(self) -> asyncio.Future[Task]:
+        if self._future is None:
+            self._future = self._loop.create_future()
+            self._future.add_done_callback(_retrieve)
+            if self._outcome is not None:
+                _settle(self._future, self._outcome)
+        return self._future
 
     def _on_cancel(self, hook: Callable[[Job], None]) -> None:
         self._cancel_hook = hook
@@ -166,31 +200,32 @@ class Job:
             self._id = task.id
         if self._created is not None and not self._created.done():
             self._created.set_result(task)
-        if old is None or (old.raw_status, old.progress) != (task.raw_status, task.progress):
+        if self._listeners and (
+            old is None or (old.raw_status, old.progress) != (task.raw_status, task.progress)
+        ):
             for queue in self._listeners:
                 queue.put_nowait(task)
 
     def _finish(self, outcome: Task | BaseException) -> bool:
         """Resolve the job, exactly once. Returns False if it was already done."""
-        if self._future.done():
+        if self._outcome is not None:
             return False
         self._cancel_hook = None
         if isinstance(outcome, Task):
             self._update(outcome)
-            self._future.set_result(outcome)
-        elif isinstance(outcome, asyncio.CancelledError):
-            self._future.cancel()
-        else:
-            self._future.set_exception(outcome)
-        self._end()
-        return True
-
-    def _end(self) -> None:
+        self._outcome = outcome
+        if self._future is not None:
+            _settle(self._future, outcome)
         if self._created is not None and not self._created.done():
-            _copy_outcome(self._future, self._created)
-        for queue in self._listeners:
-            queue.put_nowait(_END)
-        self._listeners.clear()
+            _settle(self._created, outcome)
+        if self._listeners:
+            for queue in self._listeners:
+                queue.put_nowait(_END)
+            self._listeners = None
+        callbacks, self._callbacks = self._callbacks, None
+        for fn in callbacks or ():
+            self._loop.call_soon(fn, self)
+        return True
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
@@ -199,13 +234,15 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
-def _copy_outcome(source: asyncio.Future[Task], target: asyncio.Future[Task]) -> None:
-    if source.cancelled():
-        target.cancel()
-    elif (exc := source.exception()) is not None:
-        target.set_exception(exc)
+def _settle(future: asyncio.Future[Task], outcome: Task | BaseException) -> None:
+    if future.done():
+        return
+    if isinstance(outcome, asyncio.CancelledError):
+        future.cancel()
+    elif isinstance(outcome, BaseException):
+        future.set_exception(outcome)
     else:
-        target.set_result(source.result())
+        future.set_result(outcome)
 
 
 async def as_completed(
@@ -242,6 +279,6 @@ async def gather(
     with True, errors take their job's place in the list.
     """
     results = await asyncio.gather(
-        *(asyncio.shield(job._future) for job in jobs), return_exceptions=return_exceptions
+        *(asyncio.shield(job._get_future()) for job in jobs), return_exceptions=return_exceptions
     )
     return list(results)

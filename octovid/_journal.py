@@ -2,37 +2,54 @@
 
 For each idempotency key it keeps the request body (and its hash), the task id once the gateway
 returned it, the latest status, the result, and the downloaded file. The order of writes is
-what makes it safe:
+what makes it safe (:class:`JobState`):
 
 1. ``queued``: the key is known; nothing was sent. A new run creates it.
-2. ``sending``: written just before the create goes out. If the process dies now, nobody knows
-   whether the gateway accepted it: a new run reports it as uncertain and does not create it
-   again unless told to (``forget``).
+2. ``sending``: written, and committed, before the create goes out. If the process dies now,
+   nobody knows whether the gateway accepted it: a new run reports it as uncertain and does not
+   create it again unless told to (``forget``).
 3. ``created``: the task id, written as soon as the answer arrives. From here on a new run
    watches that task instead of creating another.
 4. ``refused``: the gateway refused the create (nothing billed); a new run may create it again.
 
-Writes are committed at once (WAL mode), so a killed process loses nothing it had written.
+Nothing here blocks the event loop: writes go, in order, to one writer thread, which commits
+whatever has queued up in one transaction (a batch of 100,000 claims is one transaction). A
+write that fails is reported as a :class:`JournalError`, never as an answer of the gateway; a
+task id that could not be written is kept in memory, written again with every later batch and
+at close, and logged, so that it is never lost. Reads (``get``, iteration) use a connection of
+their own, which WAL mode lets read while the writer writes.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import enum
 import hashlib
 import json
+import logging
 import os
+import queue
+import shutil
 import sqlite3
+import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from ._errors import JournalError
 from ._task import Status, Task
 
-__all__ = ["Journal", "JournalEntry", "payload_hash"]
+if TYPE_CHECKING:
+    from ._requests import Request
+
+__all__ = ["JobState", "Journal", "JournalEntry", "payload_hash"]
+
+log = logging.getLogger("octovid")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -53,6 +70,16 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 """
 _VERSION = 1
+_IN_CHUNK = 500  # keys per SELECT ... IN (...): below SQLite's limit on variables
+
+
+class JobState(enum.StrEnum):
+    """Where a key's create stands; see the module docstring."""
+
+    QUEUED = "queued"
+    SENDING = "sending"
+    CREATED = "created"
+    REFUSED = "refused"
 
 
 def payload_hash(payload: Mapping[str, Any]) -> str:
@@ -68,7 +95,7 @@ class JournalEntry:
     key: str
     payload: Mapping[str, Any] = attrs.field(eq=False, repr=False)
     payload_hash: str = attrs.field(repr=False)
-    state: str
+    state: JobState
     task_id: str | None = None
     status: Status | None = None
     video_url: str | None = None
@@ -83,7 +110,7 @@ class JournalEntry:
     @property
     def uncertain(self) -> bool:
         """The create was sent and never answered: it may exist and be billed."""
-        return self.state == "sending"
+        return self.state is JobState.SENDING
 
     @property
     def task(self) -> Task | None:
@@ -97,24 +124,145 @@ class JournalEntry:
                     video_url=self.video_url, error=self.error)
 
 
+_Write = Callable[[sqlite3.Connection], Any]
+
+
+class _Writer:
+    """One thread that runs the journal's writes in order, batching what has queued up."""
+
+    __slots__ = ("_connect", "_db", "_queue", "_thread", "_unsaved", "path")
+
+    def __init__(self, path: str, connect: Callable[[], sqlite3.Connection]) -> None:
+        self.path = path
+        self._connect = connect
+        self._db: sqlite3.Connection | None = None
+        self._queue: queue.SimpleQueue[
+            tuple[_Write, asyncio.Future[Any] | None, str] | None
+        ] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        # key -> the write of a task id that failed: tried again with every batch
+        self._unsaved: dict[str, _Write] = {}
+
+    def submit(self, write: _Write, *, wait: bool, what: str) -> asyncio.Future[Any] | None:
+        """Queue ``write``; with ``wait``, a future of its result (JournalError if it failed)."""
+        future = asyncio.get_running_loop().create_future() if wait else None
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="octovid-journal",
+                                            daemon=True)
+            self._thread.start()
+        self._queue.put((write, future, what))
+        return future
+
+    def keep(self, key: str, write: _Write) -> None:
+        """Remember a task id's write that failed, to be tried again."""
+        self._unsaved[key] = write
+
+    def close(self) -> None:
+        """Finish every queued write, try the unsaved ones a last time, stop the thread."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        if self._unsaved:
+            db = self._db or self._connect()
+            self._retry_unsaved(db)
+            for key in self._unsaved:
+                log.error("octovid: the journal %s could not record the task of key %r; it was "
+                          "logged above: watch it with Client.watch(task id)", self.path, key)
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def _run(self) -> None:
+        self._db = db = self._connect()
+        while True:
+            item = self._queue.get()
+            batch = []
+            while item is not None:
+                batch.append(item)
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if batch:
+                self._write(db, batch)
+            if item is None:
+                return
+
+    def _write(self, db: sqlite3.Connection,
+               batch: list[tuple[_Write, asyncio.Future[Any] | None, str]]) -> None:
+        if self._unsaved:
+            self._retry_unsaved(db)
+        try:
+            with db:  # one transaction for the batch
+                results = [write(db) for write, _, _ in batch]
+        except (sqlite3.Error, JournalError):
+            results = None
+        if results is not None:
+            for (_, future, _), value in zip(batch, results, strict=True):
+                _resolve(future, value)
+            return
+        for write, future, what in batch:  # find the one that failed; keep the others
+            try:
+                with db:
+                    result: Any = write(db)
+            except (sqlite3.Error, JournalError) as exc:
+                result = exc if isinstance(exc, JournalError) else JournalError(
+                    f"the journal {self.path} could not record {what}: {exc}"
+                )
+            _resolve(future, result)
+
+    def _retry_unsaved(self, db: sqlite3.Connection) -> None:
+        for key, write in list(self._unsaved.items()):
+            try:
+                with db:
+                    write(db)
+            except sqlite3.Error:
+                continue
+            del self._unsaved[key]
+            log.warning("octovid: the journal %s recorded the task of key %r at last",
+                        self.path, key)
+
+
+def _resolve(future: asyncio.Future[Any] | None, result: Any) -> None:
+    if future is None:
+        if isinstance(result, JournalError):
+            log.warning("octovid: %s", result)
+        return
+
+    def settle() -> None:
+        if future.done():
+            return
+        if isinstance(result, JournalError):
+            future.set_exception(result)
+        else:
+            future.set_result(result)
+
+    with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+        future.get_loop().call_soon_threadsafe(settle)
+
+
 class Journal:
     """A SQLite journal of idempotency keys, task ids, results and files.
 
     Args:
         path: The database file (created if missing); ``":memory:"`` for a throwaway one.
+
+    Reading (``get``, ``key_of``, iteration, ``len``) and ``forget`` are synchronous and quick;
+    the writes the client makes are coroutines or queued, and run on the journal's own thread.
     """
 
-    __slots__ = ("_db", "_lock", "path")
+    __slots__ = ("_db", "_file", "_scratch", "_writer", "path")
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = str(path)
-        if self.path != ":memory:":
+        # ":memory:" is a file that goes with the journal: the reader and the writer share it.
+        self._scratch = tempfile.mkdtemp(prefix="octovid-") if self.path == ":memory:" else None
+        self._file = str(Path(self._scratch, "journal.db")) if self._scratch else self.path
+        if self._scratch is None:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db = self._connect()
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             if version > _VERSION:
                 raise JournalError(
@@ -124,14 +272,24 @@ class Journal:
             self._db.execute(f"PRAGMA user_version={_VERSION}")
         except sqlite3.DatabaseError as exc:
             raise JournalError(f"cannot open the journal {self.path}: {exc}") from exc
-        self._lock = threading.Lock()
+        self._writer = _Writer(self.path, self._connect)
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self._file, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA busy_timeout=5000")
+        return db
 
     def __repr__(self) -> str:
         return f"<Journal {self.path}>"
 
     def close(self) -> None:
-        """Close the database."""
+        """Finish the queued writes and close the database."""
+        self._writer.close()
         self._db.close()
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
 
     def __enter__(self) -> Journal:
         return self
@@ -144,7 +302,7 @@ class Journal:
     def get(self, key: str) -> JournalEntry | None:
         """The entry of ``key``, or None."""
         row = self._db.execute("SELECT * FROM jobs WHERE key = ?", (key,)).fetchone()
-        return None if row is None else self._entry(row)
+        return None if row is None else _entry(row)
 
     def key_of(self, task_id: str) -> str | None:
         """The key whose create returned ``task_id``, or None."""
@@ -153,106 +311,171 @@ class Journal:
 
     def __iter__(self) -> Iterator[JournalEntry]:
         rows = self._db.execute("SELECT * FROM jobs ORDER BY created_at, key").fetchall()
-        return (self._entry(row) for row in rows)
+        return (_entry(row) for row in rows)
 
     def __len__(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0])
 
-    # -- writing ---------------------------------------------------------------------------
+    def forget(self, key: str) -> None:
+        """Drop ``key``: a later submit with it creates a new task (which may be billed)."""
+        try:
+            self._db.execute("DELETE FROM jobs WHERE key = ?", (key,))
+        except sqlite3.Error as exc:
+            raise JournalError(f"the journal {self.path} could not forget {key!r}: {exc}") \
+                from exc
 
-    def claim(self, key: str, payload: Mapping[str, Any]) -> JournalEntry:
-        """Record ``key`` for ``payload`` if new; return its entry.
+    # -- writing, off the event loop -------------------------------------------------------
+
+    async def claim(
+        self, items: Sequence[tuple[str, Request]]
+    ) -> list[JournalEntry | JournalError]:
+        """Record each (key, request) that is new, in one transaction; return every entry.
+
+        A key already held for a different request body gets a JournalError in its place.
+        """
+        for key, _ in items:
+            if not isinstance(key, str) or not key:
+                raise JournalError(f"an idempotency key must be a non-empty string, not {key!r}")
+
+        def write(db: sqlite3.Connection) -> list[JournalEntry | JournalError]:
+            now = time.time()
+            rows = []
+            for key, request in items:
+                payload = request.to_payload()
+                rows.append((key, json.dumps(payload, ensure_ascii=False),
+                             payload_hash(payload), now, now))
+            db.executemany(
+                "INSERT OR IGNORE INTO jobs (key, payload, payload_hash, state, created_at,"
+                " updated_at) VALUES (?, ?, ?, 'queued', ?, ?)", rows,
+            )
+            found: dict[str, JournalEntry] = {}
+            keys = [row[0] for row in rows]
+            for start in range(0, len(keys), _IN_CHUNK):
+                chunk = keys[start:start + _IN_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                for row in db.execute(f"SELECT * FROM jobs WHERE key IN ({marks})", chunk):
+                    found[row[0]] = _entry(row)
+            out: list[JournalEntry | JournalError] = []
+            for key, _, digest, _, _ in rows:
+                entry = found[key]
+                if entry.payload_hash != digest:
+                    out.append(JournalError(
+                        f"the key {key!r} was used before for a different request "
+                        f"({_describe(entry.payload)}); use another key, or forget this one"
+                    ))
+                else:
+                    out.append(entry)
+            return out
+
+        future = self._writer.submit(write, wait=True, what=f"{len(items)} claims")
+        assert future is not None
+        result: list[JournalEntry | JournalError] = await future
+        return result
+
+    async def sending(self, key: str) -> None:
+        """Record, and commit, that the create of ``key`` is about to go out.
 
         Raises:
-            JournalError: The key is already held for a different request body.
+            JournalError: It could not be recorded: the create must not be sent.
         """
-        if not isinstance(key, str) or not key:
-            raise JournalError(f"an idempotency key must be a non-empty string, not {key!r}")
-        digest = payload_hash(payload)
-        now = time.time()
-        with self._lock:
-            self._db.execute(
-                "INSERT OR IGNORE INTO jobs (key, payload, payload_hash, state, created_at,"
-                " updated_at) VALUES (?, ?, ?, 'queued', ?, ?)",
-                (key, json.dumps(payload, ensure_ascii=False), digest, now, now),
-            )
-            entry = self.get(key)
-        assert entry is not None
-        if entry.payload_hash != digest:
-            raise JournalError(
-                f"the key {key!r} was used before for a different request "
-                f"({_describe(entry.payload)}); use another key, or forget this one"
-            )
-        return entry
-
-    def sending(self, key: str) -> None:
-        """The create of ``key`` is about to go out."""
-        self._set(key, state="sending", error=None)
+        write = self._setter(key, state=JobState.SENDING, error=None)
+        future = self._writer.submit(write, wait=True, what=f"the create of {key!r}")
+        assert future is not None
+        await future
 
     def created(self, key: str, task: Task) -> None:
-        """The gateway accepted the create of ``key``: keep the task id, at once."""
-        self._set(key, state="created", task_id=task.id, **_snapshot(task))
+        """Record the task id the gateway returned for ``key``, as soon as possible.
+
+        If the write fails, the id is kept in memory and written again (and logged).
+        """
+        write = self._setter(key, state=JobState.CREATED, task_id=task.id, **_snapshot(task))
+
+        def keep_or_write(db: sqlite3.Connection) -> None:
+            try:
+                write(db)
+            except sqlite3.Error:
+                log.warning("octovid: the journal %s could not record task %s of key %r; it "
+                            "is kept in memory and written again later", self.path, task.id, key)
+                self._writer.keep(key, write)
+                raise
+
+        self._writer.submit(keep_or_write, wait=False, what=f"task {task.id} of {key!r}")
 
     def refused(self, key: str, error: BaseException) -> None:
-        """The gateway refused the create of ``key``: nothing was billed."""
-        self._set(key, state="refused", error=str(error))
+        """Record that the gateway refused the create of ``key``: nothing was billed."""
+        write = self._setter(key, state=JobState.REFUSED, error=str(error))
+        self._writer.submit(write, wait=False, what=f"the refusal of {key!r}")
 
     def uncertain(self, key: str, error: BaseException) -> None:
-        """The create of ``key`` was sent and its answer lost."""
-        self._set(key, state="sending", error=str(error))
+        """Record that the create of ``key`` was sent and its answer lost."""
+        write = self._setter(key, state=JobState.SENDING, error=str(error))
+        self._writer.submit(write, wait=False, what=f"the lost answer of {key!r}")
 
     def update(self, task: Task) -> None:
         """Record a new snapshot of a journaled task (ignored for other tasks)."""
-        with self._lock:
-            self._db.execute(
+        values = (*_snapshot(task).values(), time.time(), task.id)
+
+        def write(db: sqlite3.Connection) -> None:
+            db.execute(
                 "UPDATE jobs SET status = ?, raw = ?, video_url = COALESCE(?, video_url),"
-                " error = ?, updated_at = ? WHERE task_id = ?",
-                (*_snapshot(task).values(), time.time(), task.id),
+                " error = ?, updated_at = ? WHERE task_id = ?", values,
             )
 
-    def downloaded(self, task_id: str, file: str, size: int, sha256: str) -> None:
+        self._writer.submit(write, wait=False, what=f"the status of task {task.id}")
+
+    async def downloaded(self, task_id: str, file: str, size: int, sha256: str) -> None:
         """Record the verified file of a journaled task."""
-        with self._lock:
-            self._db.execute(
+        values = (file, size, sha256, time.time(), task_id)
+
+        def write(db: sqlite3.Connection) -> None:
+            db.execute(
                 "UPDATE jobs SET file = ?, size = ?, sha256 = ?, updated_at = ? WHERE task_id = ?",
-                (file, size, sha256, time.time(), task_id),
+                values,
             )
 
-    def forget(self, key: str) -> None:
-        """Drop ``key``: a later submit with it creates a new task (which may be billed)."""
-        with self._lock:
-            self._db.execute("DELETE FROM jobs WHERE key = ?", (key,))
+        future = self._writer.submit(write, wait=True, what=f"the file of task {task_id}")
+        assert future is not None
+        await future
 
-    def _set(self, key: str, **fields: Any) -> None:
+    async def flush(self) -> None:
+        """Wait until every write queued so far is done."""
+        future = self._writer.submit(lambda db: None, wait=True, what="a flush")
+        assert future is not None
+        await future
+
+    def _setter(self, key: str, **fields: Any) -> _Write:
         fields["updated_at"] = time.time()
         columns = ", ".join(f"{name} = ?" for name in fields)
-        with self._lock:
-            cursor = self._db.execute(
-                f"UPDATE jobs SET {columns} WHERE key = ?", (*fields.values(), key)
-            )
-        if cursor.rowcount != 1:
-            raise JournalError(f"the key {key!r} is not in the journal {self.path}")
+        values = (*fields.values(), key)
+        path = self.path
 
-    @staticmethod
-    def _entry(row: tuple[Any, ...]) -> JournalEntry:
-        (key, payload, digest, state, task_id, status, raw, video_url, error, file, size,
-         sha256, created_at, updated_at) = row
-        return JournalEntry(
-            key=key,
-            payload=json.loads(payload),
-            payload_hash=digest,
-            state=state,
-            task_id=task_id,
-            status=Status(status) if status else None,
-            video_url=video_url,
-            error=error,
-            file=file,
-            size=size,
-            sha256=sha256,
-            created_at=created_at,
-            updated_at=updated_at,
-            raw=json.loads(raw) if raw else None,
-        )
+        def write(db: sqlite3.Connection) -> None:
+            cursor = db.execute(f"UPDATE jobs SET {columns} WHERE key = ?", values)
+            if cursor.rowcount != 1:
+                raise JournalError(f"the key {key!r} is not in the journal {path}")
+
+        return write
+
+
+def _entry(row: tuple[Any, ...]) -> JournalEntry:
+    (key, payload, digest, state, task_id, status, raw, video_url, error, file, size,
+     sha256, created_at, updated_at) = row
+    return JournalEntry(
+        key=key,
+        payload=json.loads(payload),
+        payload_hash=digest,
+        state=JobState(state),
+        task_id=task_id,
+        status=Status(status) if status else None,
+        video_url=video_url,
+        error=error,
+        file=file,
+        size=size,
+        sha256=sha256,
+        created_at=created_at,
+        updated_at=updated_at,
+        raw=json.loads(raw) if raw else None,
+    )
 
 
 def _snapshot(task: Task) -> dict[str, Any]:

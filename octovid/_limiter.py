@@ -7,17 +7,39 @@ the configured one; a window guard, the gateway's own rule, makes sure that catc
 puts more than ``rate`` requests in any ``per`` seconds (with a little slack for the jitter of
 the network between us and the gateway). The guard counts from when each request went out
 (``Slot.sent``), not from when it was allowed to: a request held up by a new connection's
-handshake must not let the ones after it bunch up behind it at the gateway. On top of it:
+handshake must not let the ones after it bunch up behind it at the gateway.
 
-* a cool-down after a 429: one shared "not before" instant that every waiter respects and that
-  only the passing of time moves back;
-* an adaptive rate (AIMD): cut on a 429, grown back linearly towards the configured rate;
-* a bound on requests in flight (``max_concurrency``);
-* two FIFO lanes, creates and queries, served in alternation, so that a batch of creates does
-  not starve the polling of running tasks, nor the reverse.
+**A 429 is evidence, not a verdict.** The gateway answers 429 for two reasons: the key's budget
+is spent (slow down: every request of the key), or one upstream is saturated or a concurrency
+gate is hit (a few percent of requests, whatever the rate: slowing down does not help). One 429
+among many successes is its own request's business: that request retries after its own backoff
+(``_retry``). The key reacts only to *congestion*, judged as TCP learned to judge loss: by the
+fraction of 429s among recent answers, not by single ones.
 
-Waiters are futures in deques, woken by one timer, as aiolimiter does. A waiter cancelled before
-its turn consumes nothing. The loop is bound lazily, on first use; time is ``loop.time()``.
+* Evidence: the answers to the last 100 requests sent since the last reaction (30 s at most).
+  Congestion is at least 5 429s there making at least 10% of them (``_THRESHOLD``) above the
+  noise floor (below). 10% sits well clear of the 3-5% of sporadic upstream 429s: with 100
+  answers, 5% noise reaches 10% about once in 40 windows, and a false alarm costs little
+  (the cut is to what got through, see below, and is undone).
+* One reaction per storm: answers to requests sent before a reaction are not evidence (they
+  were on the wire before it), and no reaction follows another within 2 s. A storm (half the
+  answers 429) also pauses every request, 1 s, doubling for storms in a row, at most 60 s.
+* Adaptive: a reaction cuts the rate to what got through (the send rate times the fraction
+  accepted, between half and 90% of it), so a client sent at twice a server's real limit lands
+  on it in one step. It grows back in absolute steps: 10% of the configured rate a second up to
+  90% of the rate it last met congestion at, 2% a second beyond (probing), never above the
+  configured rate and never below 1/20 of it.
+* Noise is learned: if a cut did not lower the fraction of 429s (it stays at 70% of what it was
+  or more, over the next 20 answers), slowing down was no help. The cut is undone and that
+  fraction becomes the noise floor, forgotten by half every minute.
+* The server saying so for the key (``Retry-After`` on a 429 that is not about one upstream)
+  pauses every request for that long (at most 300 s); this needs no statistics.
+
+Also: a bound on requests in flight (``max_concurrency``), and two FIFO lanes, creates and
+queries, served in alternation, so that a batch of creates does not starve the polling of
+running tasks, nor the reverse. Waiters are futures in deques, woken by one timer, as
+aiolimiter does. A waiter cancelled before its turn consumes nothing. The loop is bound lazily,
+on first use; time is ``loop.time()``.
 """
 
 from __future__ import annotations
@@ -25,27 +47,45 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import itertools
 import logging
 import math
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
+
+if TYPE_CHECKING:
+    from ._retry import Throttle
 
 __all__ = ["Lane", "Limiter", "RateLimit", "Slot"]
 
 log = logging.getLogger("octovid")
 
-_CUT = 0.7  # multiplicative decrease of the adaptive rate on a 429
-_GROWTH = 0.05  # additive increase per second, as a fraction of the rate after the last cut
-_FLOOR = 1 / 64  # the adaptive rate never goes below this fraction of the configured one
-_COOL_MIN, _COOL_MAX = 1.0, 60.0  # cool-down after a 429 without Retry-After, doubling per 429
-_PAUSE_MAX = 300.0  # the longest Retry-After obeyed: a proxy's "come back tomorrow" is not
 _EARLY = 1e-6  # timers may fire this much early
 _CLOSED = "this octovid.Client is closed"
 # The window guard's slack: requests reach the gateway with some jitter, so a window of grants
 # exactly `per` seconds long may arrive a little shorter. 2.5% of the window, at most 0.25 s.
 _SLACK, _SLACK_MAX = 0.025, 0.25
+
+# The congestion judge; see the module docstring for why these values.
+# Evidence: the answers to requests sent in the last 3 s, or the last 50 answers if that is more,
+# none older than 30 s.
+_SPAN, _SAMPLES, _HORIZON = 3.0, 50, 30.0
+_MIN_429, _THRESHOLD = 5, 0.10  # congestion: this many 429s, this fraction above the noise
+_STORM = 0.5  # a fraction of 429s that pauses every request
+_RECENT, _SURGE = 10, 0.8  # a storm shows first as most of the last 10 answers refused
+_HOLD = 2.0  # seconds between two reactions at least
+_PAUSE, _PAUSE_MAX, _PAUSE_RESET = 1.0, 60.0, 30.0  # storm pauses: first, longest, streak end
+_CUT_MIN, _CUT_MAX = 0.5, 0.9  # a cut keeps between these fractions of the send rate
+_FAST, _SLOW = 0.10, 0.01  # growth per second, as fractions of the configured rate
+_NEAR = 0.9  # fast growth up to this fraction of what got through when congestion was met
+_UNDER = 0.9  # a cut aims this far below what got through
+_GOODPUT_TAU = 10.0  # seconds: the memory of the moving average of what gets through
+_FLOOR = 1 / 20  # the adaptive rate never goes below this fraction of the configured one
+_VERIFY_MIN = 10  # answers that judge a cut at least (all 50, unless 30 s have passed)
+_WORSE = 1.2  # a cut was too shallow if it left more than this ratio of 429s after/before
+_NOISE_HALF_LIFE = 60.0  # seconds for the learned noise floor to halve
 
 
 def _positive(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
@@ -64,9 +104,10 @@ def _at_least_one(_: Any, attribute: attrs.Attribute[Any], value: int) -> None:
 class RateLimit:
     """At most ``rate`` requests per ``per`` seconds, ``burst`` of them at once.
 
-    With ``adaptive=True`` the client lowers its rate when the gateway answers 429 and raises it
-    back towards ``rate`` while it does not, so a client that does not know the key's real limit
-    settles near it.
+    With ``adaptive=True`` the client lowers its rate when the gateway's 429s show congestion
+    (frequent 429s, not the sporadic ones of a saturated upstream) and raises it back towards
+    ``rate`` while they do not, so a client that does not know the key's real limit settles
+    near it.
     """
 
     rate: float = attrs.field(validator=_positive)
@@ -133,13 +174,93 @@ class Slot:
         self.release()
 
 
+class _Judge:
+    """Tells congestion from noise in the answers of one key; see the module docstring."""
+
+    __slots__ = (
+        "accepted", "accepted_at", "before", "count_429", "noise", "noise_at", "reacted_at",
+        "samples", "sending_before", "storms", "undo_rate",
+    )
+
+    def __init__(self) -> None:
+        self.samples: deque[tuple[float, bool]] = deque()  # (sent at, was a 429), oldest first
+        self.count_429 = 0
+        self.reacted_at = -math.inf  # loop time of the last reaction
+        self.before = 0.0  # the recent 429 fraction that caused the last cut; 0: none to judge
+        self.undo_rate = 0.0  # the rate before the last cut
+        self.sending_before = 0.0  # the send rate measured before it
+        self.noise = 0.0  # the learned fraction of 429s that slowing down does not remove
+        self.noise_at = 0.0
+        self.storms = 0  # storms in a row, for the pause
+        self.accepted = 0.0  # answers that were not 429s, per second: a moving average
+        self.accepted_at = 0.0
+
+    def delivered(self, now: float) -> None:
+        """Count an answer that was not a 429 in the moving average of what gets through."""
+        self.accepted = self.goodput(now) + 1 / _GOODPUT_TAU
+        self.accepted_at = now
+
+    def goodput(self, now: float) -> float:
+        """Answers that were not 429s, per second, averaged over about ten seconds."""
+        return self.accepted * math.exp((self.accepted_at - now) / _GOODPUT_TAU)
+
+    def add(self, sent_at: float, throttled: bool, now: float) -> None:
+        samples = self.samples
+        samples.append((sent_at, throttled))
+        self.count_429 += throttled
+        while samples[0][0] < now - _HORIZON or (
+            len(samples) > _SAMPLES and samples[0][0] < now - _SPAN
+        ):
+            self.count_429 -= samples.popleft()[1]
+
+    @property
+    def fraction(self) -> float:
+        """The fraction of 429s in the evidence."""
+        return self.count_429 / len(self.samples) if self.samples else 0.0
+
+    @property
+    def recent(self) -> float:
+        """The fraction of 429s among the last few answers: how things stand right now."""
+        last = list(itertools.islice(reversed(self.samples), _RECENT))
+        return sum(throttled for _, throttled in last) / len(last) if last else 0.0
+
+    def sending(self, default: float) -> float:
+        """The send rate the evidence shows, in requests per second (``default`` if unclear)."""
+        samples = self.samples
+        span = samples[-1][0] - samples[0][0] if samples else 0.0
+        return (len(samples) - 1) / span if len(samples) >= 10 and span > 0 else default
+
+    def noise_floor(self, now: float) -> float:
+        return float(self.noise * 0.5 ** ((now - self.noise_at) / _NOISE_HALF_LIFE))
+
+    def congested(self, now: float) -> bool:
+        if now < self.reacted_at + _HOLD or self.count_429 < _MIN_429:
+            return False
+        if self.before:  # a cut is being judged: only a storm outranks it
+            return self.fraction >= _STORM
+        return self.fraction >= self.noise_floor(now) + _THRESHOLD
+
+    def judging(self, now: float) -> bool:
+        """Whether enough has been seen since the last cut to judge it."""
+        if not self.before:
+            return False
+        return (len(self.samples) >= _SAMPLES and now >= self.reacted_at + _SPAN) or (
+            len(self.samples) >= _VERIFY_MIN and now >= self.reacted_at + _HORIZON
+        )
+
+    def reset(self, now: float) -> None:
+        self.samples.clear()
+        self.count_429 = 0
+        self.reacted_at = now
+
+
 class Limiter:
     """Paces and bounds the requests of one key. See the module docstring."""
 
     __slots__ = (
-        "_closed", "_cut_at", "_cut_rate", "_in_flight", "_limit", "_live", "_loop",
-        "_max_in_flight", "_not_before", "_queues", "_rate", "_span", "_streak", "_tat",
-        "_timer", "_turn", "_window", "granted", "waited",
+        "_closed", "_configured", "_cut_at", "_cut_rate", "_in_flight", "_judge", "_limit",
+        "_live", "_loop", "_max_in_flight", "_met", "_not_before", "_queues", "_rate", "_span",
+        "_tat", "_timer", "_turn", "_window", "granted", "waited",
     )
 
     def __init__(self, limit: RateLimit, max_in_flight: int) -> None:
@@ -147,18 +268,20 @@ class Limiter:
             raise ValueError(f"max_concurrency must be an integer >= 1, not {max_in_flight!r}")
         self._limit = limit
         self._max_in_flight = max_in_flight
-        self._rate = limit.rate / limit.per  # requests per second, now
+        self._configured = limit.rate / limit.per  # requests per second, as configured
+        self._rate = self._configured  # requests per second, now
         self._cut_rate = self._rate  # the rate right after the last cut
         self._cut_at = -math.inf  # loop time of the last cut
+        self._met = self._rate  # the rate congestion was last met at
         self._tat = -math.inf  # GCRA theoretical arrival time
-        self._not_before = -math.inf  # the shared cool-down
+        self._not_before = -math.inf  # the shared pause
         # The window guard: the last `rate + burst - 1` grants (what a token bucket admits in
         # `per` seconds) may not span less than `per` seconds, plus slack for network jitter.
         count = max(1, math.floor(limit.rate))
         span = limit.per * count / limit.rate
         self._span = span + min(_SLACK * span, _SLACK_MAX)
         self._window: deque[Slot] = deque(maxlen=count + limit.burst - 1)
-        self._streak = 0  # 429 events since the last success
+        self._judge = _Judge()
         self._in_flight = 0
         self._live = 0  # waiters not cancelled
         # Per lane: (future, loop time it started waiting), FIFO.
@@ -180,10 +303,15 @@ class Limiter:
 
     @property
     def rate(self) -> float:
-        """The current rate, in requests per second (below the configured one after 429s)."""
+        """The current rate, in requests per second (below the configured one after a cut)."""
         if self._loop is not None:
             self._interval(self._loop.time())
         return self._rate
+
+    @property
+    def paused_for(self) -> float:
+        """Seconds until the shared pause ends (0 when there is none)."""
+        return 0.0 if self._loop is None else max(0.0, self._not_before - self._loop.time())
 
     @property
     def in_flight(self) -> int:
@@ -221,44 +349,27 @@ class Limiter:
                 self._live -= 1
             raise
 
-    def throttled(self, retry_after: float | None, sent_at: float) -> float:
-        """Record a 429 for a request sent at ``sent_at``; return the cool-down applied.
+    def answered(self, slot: Slot, throttle: Throttle | None = None) -> None:
+        """Record the answer to the request of ``slot``: a 429 (``throttle``) or any other.
 
-        Every waiter then waits until ``now + cool-down`` at least. 429s for requests sent before
-        the last cut belong to the same storm: they extend the cool-down but do not cut again.
+        Only answers count: a request that got none says nothing about the key's budget.
         """
-        assert self._loop is not None, "throttled() before any acquire()"
-        now = self._loop.time()
-        interval = self._interval(now)
-        fresh = sent_at > self._cut_at
-        if fresh:
-            self._streak += 1
-        if retry_after is not None:
-            wait = min(retry_after, _PAUSE_MAX)
-            if retry_after > _PAUSE_MAX:
-                log.warning(
-                    "octovid: a 429 asked to wait %.0fs; pausing all requests for %.0fs only",
-                    retry_after, _PAUSE_MAX,
-                )
-        else:
-            wait = min(_COOL_MAX, max(interval, _COOL_MIN * 2 ** (self._streak - 1)))
-        if fresh and self._limit.adaptive:
-            floor = self._limit.rate / self._limit.per * _FLOOR
-            self._cut_rate = self._rate = max(floor, self._rate * _CUT)
-            self._cut_at = now
-            interval = 1 / self._rate
-            log.info("octovid: rate limited (429); slowing down to %.3g requests/s", self._rate)
-        if now + wait > self._not_before:
-            self._not_before = now + wait
-            log.info("octovid: rate limited (429); pausing all requests for %.1fs", wait)
-        # After the pause, one request goes, then the pace resumes: no burst into a limit.
-        self._tat = max(self._tat, self._not_before + (self._limit.burst - 1) * interval)
-        self._grant()
-        return wait
-
-    def succeeded(self) -> None:
-        """Record an answer that was not a 429: the next cool-down starts small again."""
-        self._streak = 0
+        loop = self._loop
+        assert loop is not None, "answered() before any acquire()"
+        now = loop.time()
+        sent_at = slot.sent_at if slot.sent_at is not None else slot.at
+        if throttle is not None and throttle.key_wide and throttle.retry_after:
+            self._pause(now + throttle.retry_after, "the gateway asked to wait")
+        judge = self._judge
+        if throttle is None:
+            judge.delivered(now)
+        if sent_at <= judge.reacted_at:
+            return  # on the wire before the last reaction: part of what it reacted to
+        judge.add(sent_at, throttle is not None, now)
+        if judge.judging(now):
+            self._verify(now)
+        elif throttle is not None and judge.congested(now):
+            self._react(now)
 
     def close(self) -> None:
         """Fail every waiter with RuntimeError (the client is closed) and refuse new ones."""
@@ -273,18 +384,100 @@ class Limiter:
                     future.set_exception(RuntimeError(_CLOSED))
         self._live = 0
 
-    # -- internals ------------------------------------------------------------------------
+    # -- congestion ------------------------------------------------------------------------
+
+    def _react(self, now: float) -> None:
+        """Congestion: cut the rate (adaptive) and, in a storm, pause every request."""
+        judge = self._judge
+        fraction = judge.fraction
+        if judge.recent >= _SURGE:  # a storm shows in the last answers before the evidence
+            fraction = max(fraction, judge.recent)
+        if fraction >= _STORM:
+            judge.storms = judge.storms + 1 if now - judge.reacted_at < _PAUSE_RESET else 1
+            self._pause(now + min(_PAUSE_MAX, _PAUSE * 2 ** (judge.storms - 1)),
+                        f"{fraction:.0%} of recent requests were refused (429)")
+        if self._limit.adaptive:
+            rate = self._current(now)
+            sending = min(rate, judge.sending(rate))
+            # A little below what got through, so that the limit's queue drains.
+            kept = min(_CUT_MAX, max(_CUT_MIN, (1 - fraction) * _UNDER))
+            new = max(self._configured * _FLOOR, sending * kept)
+            if new < rate:
+                if not judge.before:  # a second cut in a row is undone to the first one's rate
+                    judge.undo_rate = rate
+                judge.before, judge.sending_before = fraction, sending
+                # What got through lately: the limit if there is one, the old rate after a storm.
+                self._met = max(sending * (1 - fraction), judge.goodput(now))
+                self._set_rate(new, now)
+                log.info("octovid: %.0f%% of recent requests were refused (429); slowing down "
+                         "to %.3g requests/s", fraction * 100, new)
+        judge.reset(now)
+
+    def _verify(self, now: float) -> None:
+        """Judge the last cut: noise if it left the share of 429s as it was.
+
+        Had there been a limit, sending ``r0`` with 429s on a fraction ``f0``, then ``r1``
+        should see ``1 - (1 - f0) r0 / r1``; noise leaves ``f0``. The nearer one wins, if the
+        two are far enough apart to tell.
+        """
+        judge = self._judge
+        before, after = judge.before, judge.fraction
+        threshold = judge.noise_floor(now) + _THRESHOLD
+        judge.before = 0.0
+        if after > _WORSE * before:  # not deep enough, or a storm's tail
+            if judge.recent >= threshold:
+                self._react(now)
+            return
+        limited = max(0.0, 1 - (1 - before) * judge.sending_before / judge.sending(self._rate))
+        if before - limited < before / 2:  # too shallow a cut to tell: a deeper one will
+            if after >= threshold and judge.recent >= threshold:
+                self._react(now)
+            return
+        if abs(after - before) < abs(after - limited):
+            judge.noise, judge.noise_at = max(judge.noise_floor(now), after), now
+            self._met = self._configured
+            self._set_rate(max(self._current(now), judge.undo_rate), now)
+            log.info("octovid: slowing down did not reduce the 429s (%.0f%% of requests): "
+                     "they are noise; back to %.3g requests/s", after * 100, self._rate)
+
+    def _pause(self, until: float, why: str) -> None:
+        assert self._loop is not None
+        if self._not_before <= self._loop.time():
+            log.info("octovid: %s; pausing all requests for %.1fs", why,
+                     until - self._loop.time())
+        if until > self._not_before:
+            self._not_before = until
+            # After the pause one request goes, then the pace resumes: no burst into a limit.
+            self._tat = max(self._tat, until + (self._limit.burst - 1) / self._rate)
+            self._grant()
+
+    def _set_rate(self, rate: float, now: float) -> None:
+        self._rate = self._cut_rate = min(self._configured, rate)
+        self._cut_at = now
+        self._grant()
+
+    def _current(self, now: float) -> float:
+        """The adaptive rate at ``now``: grown back from the last cut in absolute steps."""
+        if self._rate >= self._configured:
+            return self._rate
+        configured, start = self._configured, self._cut_rate
+        elapsed = now - self._cut_at
+        near = min(configured, _NEAR * self._met)
+        fast = max(0.0, (near - start) / (_FAST * configured))  # seconds of fast growth
+        if elapsed <= fast:
+            rate = start + _FAST * configured * elapsed
+        else:
+            rate = max(start, near) + _SLOW * configured * (elapsed - fast)
+        if rate >= configured:
+            log.info("octovid: request rate back to %.3g/s", configured)
+            rate = configured
+        self._rate = rate
+        return rate
+
+    # -- pacing ----------------------------------------------------------------------------
 
     def _interval(self, now: float) -> float:
-        configured = self._limit.rate / self._limit.per
-        if self._rate < configured:
-            grown = self._cut_rate * (1 + _GROWTH * (now - self._cut_at))
-            if grown >= configured:
-                self._rate = configured
-                log.info("octovid: request rate back to %.3g/s", configured)
-            else:
-                self._rate = grown
-        return 1 / self._rate
+        return 1 / self._current(now)
 
     def _ready(self, now: float) -> float:
         """The earliest loop time the next request may go."""
@@ -346,7 +539,8 @@ class Limiter:
 
     def _grant(self) -> None:
         """Hand out every slot available now; arm the one timer for the next."""
-        assert self._loop is not None
+        if self._loop is None:
+            return
         now = self._loop.time()
         while self._live and self._in_flight < self._max_in_flight:
             at = self._ready(now)

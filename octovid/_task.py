@@ -11,7 +11,8 @@ from typing import Any
 import attrs
 
 from . import _wire
-from ._errors import ProtocolError, snippet
+from ._errors import ProtocolError
+from ._text import snippet
 
 __all__ = ["Status", "Task", "status_of"]
 

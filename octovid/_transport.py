@@ -1,14 +1,23 @@
-"""The only module that touches aiohttp: the session, auth, JSON, and the mapping of failures.
+"""The only module that touches aiohttp: the session, auth, JSON, streams and error mapping.
 
-The transport sends one request and reports what happened; it never decides to retry. The key
-goes only to the gateway's own origin, in a header of each gateway request (never on the
-session, which may be the user's and may be used for other hosts).
+The transport sends one request and reports what happened: an :class:`Answer`, a streamed
+:class:`Body`, or an error of octovid's tree. It never decides to retry (``_retry`` does), and
+it never sends a request twice: the session it creates does not resend a request whose
+keep-alive connection dropped (aiohttp's default for idempotent methods does, behind the rate
+limiter's back). A session lent by the user keeps its own behaviour: with aiohttp's defaults,
+such a GET may reach the gateway twice while octovid counts it once.
+
+The key goes only to the gateway's own origin (scheme, host and port), in a header of each
+request (never on the session, which may be the user's and may be used for other hosts), and
+nothing the transport raises carries it: bodies are redacted before they are kept, and aiohttp's
+own exceptions (whose request info holds the headers) are not chained.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from types import SimpleNamespace
@@ -18,16 +27,42 @@ from urllib.parse import quote
 import aiohttp
 from yarl import URL
 
-from ._errors import ConfigError, ProtocolError, TransportError, error_from_response, snippet
+from ._errors import (
+    APIError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigError,
+    InsufficientQuotaError,
+    PermissionDeniedError,
+    ProtocolError,
+    RateLimitError,
+    ServerError,
+    TaskNotFoundError,
+    TransportError,
+)
+from ._retry import PERMANENT_SERVER_CODES, parse_retry_after
+from ._text import redact, snippet
 
-__all__ = ["Answer", "Transport", "gateway_url"]
+__all__ = ["Answer", "Body", "NotVideo", "SourceGone", "Transport", "gateway_url"]
 
 _MAX_JSON = 4 * 1024 * 1024  # answers larger than this are not task objects
+_CHUNK = 256 * 1024
+QUOTA_CODES = frozenset({"insufficient_user_quota", "pre_consume_token_quota_failed"})
+_CLASSIFYING_CODES = QUOTA_CODES | PERMANENT_SERVER_CODES | {"task_not_exist"}
+_TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
 try:
     _USER_AGENT = f"octovid/{version('octovid')}"
 except PackageNotFoundError:  # running from a source tree
     _USER_AGENT = "octovid"
+
+
+class SourceGone(Exception):
+    """A download source (a signed CDN URL) no longer serves the video: expired, or gone."""
+
+
+class NotVideo(Exception):
+    """A download source answered with something that is not a video."""
 
 
 def gateway_url(base_url: str) -> URL:
@@ -49,12 +84,42 @@ def gateway_url(base_url: str) -> URL:
 class Answer:
     """A decoded JSON answer of the gateway."""
 
-    __slots__ = ("body", "request_id", "status")
+    __slots__ = ("body", "poll_after", "request_id", "status")
 
-    def __init__(self, status: int, body: Mapping[str, Any], request_id: str | None) -> None:
+    def __init__(
+        self, status: int, body: Mapping[str, Any], request_id: str | None,
+        poll_after: float | None = None,
+    ) -> None:
         self.status = status
         self.body = body
         self.request_id = request_id
+        self.poll_after = poll_after  #: seconds the server suggests before the next poll
+
+
+class Body:
+    """A streamed answer of a download source: status, what it says it holds, its bytes."""
+
+    __slots__ = ("_response", "_transport", "content_range", "kind", "length", "status")
+
+    def __init__(self, transport: Transport, response: aiohttp.ClientResponse) -> None:
+        self._transport = transport
+        self._response = response
+        self.status = response.status
+        #: the media type, lower case, without parameters
+        self.kind = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        self.length = response.content_length  #: Content-Length, if sent
+        self.content_range = response.headers.get("Content-Range")
+
+    async def read(self, limit: int) -> bytes:
+        """Up to ``limit`` bytes of the body (for describing a page that is not a video)."""
+        with self._transport._translate(self._response.url):
+            return await self._response.content.read(limit)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body, chunk by chunk."""
+        with self._transport._translate(self._response.url):
+            async for chunk in self._response.content.iter_chunked(_CHUNK):
+                yield chunk
 
 
 class Transport:
@@ -115,11 +180,16 @@ class Transport:
             # request. Pass a session of your own to go through a proxy.
             tracing = aiohttp.TraceConfig()
             tracing.on_request_headers_sent.append(_on_headers_sent)
-            self._session = aiohttp.ClientSession(
+            session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
                 headers={"User-Agent": _USER_AGENT},
                 trace_configs=[tracing],
             )
+            # aiohttp resends an idempotent request once when a reused connection drops; every
+            # request must pass the rate limiter, so failures come back to octovid instead.
+            if hasattr(session, "_retry_connection"):
+                session._retry_connection = False
+            self._session = session
         return self._session
 
     def _tracing(self, sent: Callable[[], None] | None) -> Callable[[], None] | None:
@@ -168,11 +238,12 @@ class Transport:
                 allow_redirects=False,
                 trace_request_ctx=self._tracing(sent),
             ) as response:
-                body = await _read_capped(response)
+                body = await self._read_capped(response)
                 request_id = response.headers.get("X-Oneapi-Request-Id")
                 if response.status >= 300:
                     raise self._error(response, body, request_id)
-        return Answer(response.status, _decode(body, response.status), request_id)
+                hint = _poll_after(response.headers.get("openai-poll-after-ms"))
+        return Answer(response.status, self._decode(body, response.status), request_id, hint)
 
     @contextlib.asynccontextmanager
     async def stream(
@@ -182,11 +253,13 @@ class Transport:
         offset: int = 0,
         read_timeout: float | None = None,
         sent: Callable[[], None] | None = None,
-    ) -> AsyncIterator[aiohttp.ClientResponse]:
+    ) -> AsyncIterator[Body]:
         """Open a GET for download; the key is sent only if ``url`` is the gateway's.
 
         Redirects are followed by hand, so that the key never follows one off the gateway.
-        Raises as ``request`` does for error answers of the gateway; ``sent`` as for ``request``.
+        The body is yielded for 200, 206 and 416 answers; others raise: the gateway's as
+        ``request`` does, a CDN's as :class:`SourceGone` (401, 403, 404, 410: an expired
+        signature), TransportError (429, 5xx: try again) or :class:`NotVideo`.
         """
         session = self._get_session()
         limit = self._timeout.total
@@ -195,31 +268,40 @@ class Transport:
         )
         for _ in range(5):
             headers = {"Range": f"bytes={offset}-"} if offset else {}
-            if self.same_origin(url):
+            gateway = self.same_origin(url)
+            if gateway:
                 headers.update(self._headers(json_body=False))
                 headers["Accept"] = "*/*"
             with self._translate(url):
                 response = await session.get(
                     url, headers=headers, timeout=timeout, allow_redirects=False,
-                    trace_request_ctx=self._tracing(sent),
+                    trace_request_ctx=self._tracing(sent if gateway else None),
                 )
-            if response.status in (301, 302, 303, 307, 308) and "Location" in response.headers:
-                url = url.join(URL(response.headers["Location"]))
-                response.release()
-                continue
             try:
-                with self._translate(url):
-                    yield response
+                status = response.status
+                if status in (301, 302, 303, 307, 308) and "Location" in response.headers:
+                    url = url.join(URL(response.headers["Location"]))
+                    continue
+                if status not in (200, 206, 416):
+                    raise await self._unusable(response, gateway)
+                yield Body(self, response)
+                return
             finally:
                 response.release()
-            return
         raise TransportError(f"too many redirects downloading {url.with_query(None)}", sent=True)
 
-    async def error_of(self, response: aiohttp.ClientResponse) -> Exception:
+    async def _unusable(self, response: aiohttp.ClientResponse, gateway: bool) -> Exception:
         """The error an unusable download answer stands for."""
         with self._translate(response.url):
-            body = await _read_capped(response, limit=64 * 1024, strict=False)
-        return self._error(response, body, response.headers.get("X-Oneapi-Request-Id"))
+            body = redact(await response.content.read(64 * 1024), self._key)
+        if gateway:
+            return self._error(response, body, response.headers.get("X-Oneapi-Request-Id"))
+        status, where = response.status, _where(response.url)
+        if status in (401, 403, 404, 410):
+            return SourceGone(f"{where}: HTTP {status}: {snippet(body, 120)}")
+        if status == 429 or status >= 500:
+            return TransportError(f"{where} answered HTTP {status}", sent=True)
+        return NotVideo(f"{where}: HTTP {status}: {snippet(body, 120)}")
 
     def _error(
         self, response: aiohttp.ClientResponse, body: bytes, request_id: str | None
@@ -240,18 +322,63 @@ class Transport:
 
     @contextlib.contextmanager
     def _translate(self, url: URL) -> Iterator[None]:
-        """Map aiohttp's and the socket's failures onto TransportError, in one place."""
+        """Map aiohttp's and the socket's failures onto TransportError, in one place.
+
+        The new error is unchained (no ``__cause__``, no ``__context__``): aiohttp's errors
+        keep the request's headers, and with them the key.
+        """
         where = f"{url.scheme}://{url.host}:{url.port}"
+        error: TransportError | None = None
         try:
             yield
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-            raise TransportError(
-                f"cannot connect to {where}: {exc.__class__.__name__} {_plain(exc)}", sent=False
-            ) from exc
+            error = TransportError(f"cannot connect to {where}: {self._plain(exc)}", sent=False)
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise TransportError(
-                f"no answer from {where}: {exc.__class__.__name__} {_plain(exc)}", sent=True
-            ) from exc
+            error = TransportError(f"no answer from {where}: {self._plain(exc)}", sent=True)
+        if error is not None:
+            try:
+                raise error
+            finally:  # set as it leaves: a raise inside __exit__ chains the error it handles
+                error.__cause__ = error.__context__ = None
+
+    def _plain(self, exc: BaseException) -> str:
+        text = redact(str(exc).encode(), self._key).decode("utf-8", "replace")
+        return f"{exc.__class__.__name__} {text or '(no detail)'}"
+
+    async def _read_capped(
+        self, response: aiohttp.ClientResponse, *, limit: int = _MAX_JSON
+    ) -> bytes:
+        """Read a body of at most ``limit`` bytes; beyond it, fail."""
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.content.iter_chunked(64 * 1024):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise ProtocolError(
+                    f"the answer is larger than {limit} bytes; not a task object",
+                    status=response.status,
+                    body=snippet(redact(b"".join(chunks)[:4096], self._key)),
+                )
+        return b"".join(chunks)
+
+    def _decode(self, body: bytes, status: int) -> Mapping[str, Any]:
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError):
+            what = "an empty body" if not body.strip() else "a body that is not JSON"
+            error = ProtocolError(
+                f"the gateway answered HTTP {status} with {what}", status=status,
+                body=snippet(redact(body, self._key)),
+            )
+        else:
+            if isinstance(data, dict):
+                return data
+            error = ProtocolError(
+                f"the gateway answered HTTP {status} with JSON that is not an object",
+                status=status, body=snippet(redact(body, self._key)),
+            )
+        raise error
 
     async def close(self) -> None:
         """Close the session if this transport created it; a borrowed one stays open."""
@@ -270,42 +397,103 @@ async def _on_headers_sent(
         sent()
 
 
-def _plain(exc: BaseException) -> str:
-    return str(exc) or "(no detail)"
+def _poll_after(value: str | None) -> float | None:
+    """Seconds from an ``openai-poll-after-ms`` header, or None."""
+    try:
+        millis = float(value) if value else None
+    except ValueError:
+        return None
+    return millis / 1000 if millis is not None and 0 < millis < 3_600_000 else None
 
 
-async def _read_capped(
-    response: aiohttp.ClientResponse, *, limit: int = _MAX_JSON, strict: bool = True
-) -> bytes:
-    """Read a body of at most ``limit`` bytes; beyond it, fail (strict) or cut."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.content.iter_chunked(64 * 1024):
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            if strict:
-                raise ProtocolError(
-                    f"the answer is larger than {limit} bytes; not a task object",
-                    status=response.status,
-                    body=snippet(b"".join(chunks)),
-                )
-            break
-    return b"".join(chunks)
+def _where(url: URL) -> str:
+    return f"{url.scheme}://{url.host}{url.path}"
 
 
-def _decode(body: bytes, status: int) -> Mapping[str, Any]:
+# -- the mapping of error answers ------------------------------------------------------------
+
+
+def _describe(body: bytes, content_type: str) -> tuple[str, str, bool]:
+    """Return (code, message, is the gateway's JSON) from an error body of any shape."""
+    if not body.strip():
+        return "", "empty body", False
     try:
         data = json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        what = "an empty body" if not body.strip() else "a body that is not JSON"
-        raise ProtocolError(
-            f"the gateway answered HTTP {status} with {what}", status=status, body=snippet(body)
-        ) from exc
-    if not isinstance(data, dict):
-        raise ProtocolError(
-            f"the gateway answered HTTP {status} with JSON that is not an object",
-            status=status,
-            body=snippet(body),
+    except (ValueError, RecursionError):
+        if "html" in content_type or body.lstrip()[:1] == b"<":
+            title = _TITLE.search(body.decode("utf-8", "replace"))
+            page = f" ({snippet(title.group(1), 80)})" if title else ""
+            return "", f"an HTML page{page}, probably from a proxy in front of the gateway", False
+        return "", snippet(body), False
+    if not isinstance(data, Mapping):
+        return "", snippet(body), False
+    inner = data.get("error")
+    if isinstance(inner, Mapping):  # the auth and routing layer, the content route
+        code, message = _code(inner.get("code")), _code(inner.get("message"))
+    elif isinstance(inner, str) and inner:
+        code, message = _code(data.get("code")), inner
+    else:  # the task routes
+        code, message = _code(data.get("code")), _code(data.get("message"))
+    return code, message or f"no message (body: {snippet(body, 120)})", True
+
+
+def _code(value: object) -> str:
+    if value is None or isinstance(value, Mapping | list):
+        return ""
+    return str(value)
+
+
+def error_from_response(
+    status: int,
+    body: bytes,
+    *,
+    content_type: str = "",
+    request_id: str | None = None,
+    retry_after: str | None = None,
+    secret: str | None = None,
+) -> APIError:
+    """Map an HTTP error answer of any of the gateway's shapes onto the right APIError.
+
+    ``secret`` (the API key) is blotted out of everything the error carries, after the body has
+    been read: a short key must not garble the codes the error is classified by.
+    """
+    code, message, from_gateway = _describe(body, content_type)
+    task_gone = code == "task_not_exist" or (
+        status == 404 and from_gateway and "task" in message.lower()
+    )
+    if secret:  # blotted out of the whole body, before anything is cut short
+        body = redact(body, secret)
+        message = _describe(body, content_type)[1]
+        if code not in _CLASSIFYING_CODES:  # those are constants: they cannot hold the key
+            code = code.replace(secret, "***")
+        if request_id:
+            request_id = request_id.replace(secret, "***")
+    kwargs: dict[str, Any] = {
+        "from_gateway": from_gateway,
+        "code": code,
+        "request_id": request_id,
+        "body": snippet(body),
+        "retry_after": parse_retry_after(retry_after),
+    }
+    if status == 401:
+        return AuthenticationError(status, message, **kwargs)
+    if status == 403:
+        if code in QUOTA_CODES:
+            return InsufficientQuotaError(status, message, **kwargs)
+        return PermissionDeniedError(status, message, **kwargs)
+    if task_gone and status in (400, 404):
+        return TaskNotFoundError(status, message, **kwargs)
+    if status in (400, 413, 422):
+        return BadRequestError(status, message, **kwargs)
+    if status == 429:
+        return RateLimitError(status, message, **kwargs)
+    if status >= 500:
+        hint = "The model is not served by any channel of this key" if (
+            code in PERMANENT_SERVER_CODES
+        ) else "The gateway or its upstream failed; octovid retries what is safe to retry"
+        return ServerError(status, message, hint=hint, **kwargs)
+    if status == 404:
+        return APIError(
+            status, message, hint="The route does not exist here: check base_url", **kwargs
         )
-    return data
+    return APIError(status, message, **kwargs)

@@ -4,17 +4,21 @@ State is two heaps and one timer, not a coroutine per task:
 
 * ``_due``: (next poll time, sequence, entry), one live item per watched task id. Stale items
   (the entry was polled or dropped since) are skipped when they surface.
-* ``_deadlines``: (deadline, sequence, job) for jobs with a deadline.
+* ``_deadlines``: (deadline, sequence, weak references to jobs), one item per job or per batch
+  of jobs submitted together. The references are weak: a finished job that its caller dropped
+  is freed at once, not at its deadline.
 
 One driver coroutine waits until a poll is due, then for a query slot of the limiter, and only
 then picks the most urgent due task: under a tight budget every task is still polled, the most
 overdue first. Creates are started as jobs are submitted, at most ``max_creates`` at a time, and
 queue in the limiter's create lane, which alternates with the query lane.
 
-Invariants: each job is resolved exactly once; a task id is polled by at most one request at a
-time, however many jobs watch it; a task with no job left is not polled again.
+Invariants: each job is resolved exactly once, and only here; a task id is polled by at most one
+request at a time, however many jobs watch it; a task with no job left is not polled again; a
+failed poll never fails a job unless ``_retry.decide`` says it is final.
 
-The watcher never imports aiohttp: it is given ``create`` and ``query`` callables.
+The watcher never imports aiohttp: it reaches the gateway through the :class:`Polling` protocol
+(the client's Gateway) and has jobs created through :class:`Creating` (the client).
 """
 
 from __future__ import annotations
@@ -26,33 +30,45 @@ import itertools
 import logging
 import math
 import random
+import weakref
 from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
 
 import attrs
 
-from ._errors import (
-    ProtocolError,
-    RateLimitError,
-    ServerError,
-    TaskFailedError,
-    TaskNotFoundError,
-    TransportError,
-    WaitTimeoutError,
-)
+from ._errors import ProtocolError, TaskFailedError, WaitTimeoutError
 from ._jobs import Job
-from ._limiter import Lane, Limiter, Slot
+from ._limiter import Lane, Slot
 from ._requests import Request
+from ._retry import Action, Kind, decide, waits
 from ._task import Status, Task
 
-__all__ = ["PollPolicy", "Watcher"]
+__all__ = ["Creating", "PollPolicy", "Polling", "Watcher"]
 
 log = logging.getLogger("octovid")
 
 _SAMPLES = 6  # progress samples kept per task
-_PROTOCOL_STRIKES = 3  # consecutive unreadable answers before a task is failed
-_NOT_FOUND_GRACE = 30.0  # seconds after our own create during which task_not_exist is transient
+
+
+class Polling(Protocol):
+    """What the watcher needs of the gateway."""
+
+    async def acquire(self, lane: Lane) -> Slot:
+        """Wait for the limiter's leave to send one request."""
+
+    async def query(self, slot: Slot, task_id: str) -> tuple[Task, float | None]:
+        """Query a task on ``slot``; return the snapshot and the server's poll-after hint."""
+
+
+class Creating(Protocol):
+    """What the watcher needs to have a job's task created."""
+
+    async def create(self, job: Job) -> Task:
+        """Create the job's task (retries, journal and all); the first snapshot."""
+
+    def observed(self, task: Task) -> None:
+        """A watched task changed status; must not raise."""
 
 
 def _seconds(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
@@ -83,9 +99,11 @@ class PollPolicy:
 
     Without progress, intervals grow from ``initial`` by ``factor`` up to ``max_interval``, each
     stretched or shrunk by up to ``jitter`` (a fraction) so that tasks created together do not
-    poll together. When the gateway reports progress, the next poll is aimed at the estimated
-    completion, never more than ``max_interval`` after the last one. ``deadline`` is the default
-    number of seconds a job may take in all (None: no limit).
+    poll together. When the gateway reports rising progress, the next poll is aimed at the
+    estimated completion, never more than ``max_interval`` after the last one. When progress
+    stalls or the estimated completion has passed, the geometric schedule starts again from
+    the last change of progress: a stuck task is polled less and less often, never in a spin.
+    ``deadline`` is the default number of seconds a job may take in all (None: no limit).
     """
 
     initial: float = attrs.field(default=5.0, validator=_seconds)
@@ -101,18 +119,21 @@ class PollPolicy:
             )
 
     def delay(self, polls: int, samples: deque[tuple[float, int]], now: float,
-              rng: random.Random) -> float:
-        """Seconds from ``now`` to the next poll of a task polled ``polls`` times so far.
+              rng: random.Random, *, unchanged: int | None = None) -> float:
+        """Seconds from ``now`` to the next poll of a task.
 
         Args:
             polls: Polls of this task so far.
             samples: (loop time first seen, progress) of the task, oldest first, rising.
             now: The loop time of the poll that just answered.
             rng: The source of jitter.
+            unchanged: Polls since its progress last changed (default: ``polls``): once the
+                estimated completion has passed, the geometric schedule counts from there.
         """
-        geometric = min(self.max_interval, self.initial * self.factor ** polls)
         eta = estimate(samples)
-        if eta is None:
+        if eta is None or eta <= now:
+            step = polls if eta is None or unchanged is None else unchanged
+            geometric = min(self.max_interval, self.initial * self.factor ** step)
             spread = 1 + rng.uniform(-self.jitter, self.jitter)
             return min(self.max_interval, geometric * spread)
         # Aim just past the estimated completion: a little late beats one poll too early.
@@ -141,8 +162,8 @@ class _Entry:
     """One watched task id, shared by every job watching it."""
 
     __slots__ = (
-        "created_at", "failures", "jobs", "live", "polls", "protocol_strikes", "samples", "seq",
-        "task", "task_id",
+        "created_at", "failures", "jobs", "live", "polls", "samples", "schedule", "seq",
+        "strikes", "task", "task_id", "unchanged",
     )
 
     def __init__(self, task_id: str, task: Task | None, created_at: float | None) -> None:
@@ -152,8 +173,10 @@ class _Entry:
         self.live = True
         self.seq = -1  # the sequence number of this entry's live heap item; -1: none
         self.polls = 0
-        self.failures = 0  # consecutive transient failures
-        self.protocol_strikes = 0  # consecutive unreadable answers
+        self.unchanged = 0  # polls since progress last changed
+        self.failures = 0  # consecutive failed polls
+        self.strikes = 0  # consecutive unreadable answers
+        self.schedule: Iterator[float] | None = None  # the backoff of a run of failures
         self.created_at = created_at  # loop time of our own create, or None
         self.samples: deque[tuple[float, int]] = deque(maxlen=_SAMPLES)
 
@@ -165,39 +188,36 @@ class _Entry:
             self.samples.clear()
         if not self.samples or progress > self.samples[-1][1]:
             self.samples.append((now, progress))
+            self.unchanged = 0
 
 
 class Watcher:
     """Schedules the creates and polls of one client. See the module docstring."""
 
     __slots__ = (
-        "_closed", "_create", "_create_tasks", "_creates", "_deadlines", "_driver", "_due",
-        "_entries", "_jobs", "_limiter", "_loop", "_max_creates", "_on_update", "_policy",
-        "_poll_tasks", "_query", "_rng", "_seq", "_timer", "_wake",
+        "_closed", "_create_tasks", "_creates", "_creating", "_deadlines", "_driver", "_due",
+        "_entries", "_gateway", "_jobs", "_loop", "_max_creates", "_policy", "_poll_tasks",
+        "_rng", "_seq", "_timer", "_wake",
     )
 
     def __init__(
         self,
         *,
-        limiter: Limiter,
+        gateway: Polling,
+        creating: Creating,
         policy: PollPolicy,
-        create: Callable[[Job], Awaitable[Task]],
-        query: Callable[[Slot, str], Awaitable[Task]],
         max_creates: int,
         rng: random.Random | None = None,
-        on_update: Callable[[Task], None] | None = None,
     ) -> None:
-        self._limiter = limiter
+        self._gateway = gateway
+        self._creating = creating
         self._policy = policy
-        self._create = create  # one create with its retries; sets the job's id on answer
-        self._query = query  # one query on a granted slot, which it releases
         self._max_creates = max_creates
         self._rng = rng or random.Random()
-        self._on_update = on_update  # told of each new status (the journal)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._entries: dict[str, _Entry] = {}
         self._due: list[tuple[float, int, _Entry]] = []
-        self._deadlines: list[tuple[float, int, Job]] = []
+        self._deadlines: list[tuple[float, int, list[weakref.ref[Job]]]] = []
         self._seq = itertools.count()
         self._creates: deque[Job] = deque()  # submitted, not started
         self._jobs: set[Job] = set()  # every job not yet resolved
@@ -228,34 +248,76 @@ class Watcher:
 
     # -- entry points ------------------------------------------------------------------------
 
+    def hold(
+        self, requests: Sequence[Request], *, deadline: float | None,
+        keys: Sequence[str | None] | None = None,
+    ) -> list[Job]:
+        """New jobs for ``requests``, pending, their deadlines running, nothing sent yet.
+
+        Each is then ``release``d (to be created), ``adopt``ed (to watch a task that exists)
+        or ``settle``d (its outcome known).
+        """
+        loop = self._get_loop()
+        at = None if deadline is None else loop.time() + deadline
+        forget = self._forget
+        if keys is None:
+            jobs = [Job(loop, request=request, deadline=at) for request in requests]
+        else:
+            jobs = [Job(loop, request=request, key=key, deadline=at)
+                    for request, key in zip(requests, keys, strict=True)]
+        for job in jobs:
+            job._on_cancel(forget)
+        self._jobs.update(jobs)
+        if at is not None and jobs:
+            heapq.heappush(self._deadlines, (at, next(self._seq), list(map(weakref.ref, jobs))))
+            self._arm()
+        return jobs
+
+    def release(self, jobs: Sequence[Job]) -> None:
+        """Queue the creates of held jobs."""
+        self._creates.extend(jobs)
+        self._start_creates()
+
     def submit(self, request: Request, *, deadline: float | None, key: str | None = None) -> Job:
         """Queue a create; the job then watches the task it creates."""
-        job = self._new_job(request=request, key=key, deadline=deadline)
-        self._creates.append(job)
-        self._start_creates()
+        job = self.hold([request], deadline=deadline, keys=None if key is None else [key])[0]
+        self.release([job])
         return job
 
     def watch(
         self, task_id: str, *, deadline: float | None, task: Task | None = None,
-        created_at: float | None = None, **job_fields: Any,
+        created_at: float | None = None,
     ) -> Job:
         """Watch an existing task; jobs watching one task id share its polls."""
-        job = self._new_job(task_id=task_id, deadline=deadline, **job_fields)
-        if task is not None and task.terminal:
-            self._settle(job, task)
-        else:
-            self._attach(job, task_id, task, created_at)
+        loop = self._get_loop()
+        at = None if deadline is None else loop.time() + deadline
+        job = Job(loop, task_id=task_id, deadline=at)
+        job._on_cancel(self._forget)
+        self._jobs.add(job)
+        if at is not None:
+            heapq.heappush(self._deadlines, (at, next(self._seq), [weakref.ref(job)]))
+            self._arm()
+        self.adopt(job, task_id, task, created_at)
         return job
 
-    def resolved(self, outcome: Task | BaseException, **job: Any) -> Job:
-        """A job that is done from the start (its outcome known from the journal)."""
-        done = self._new_job(deadline=None, **job)
-        if isinstance(outcome, Task):
-            done._update(outcome)
-            self._settle(done, outcome)
+    def adopt(
+        self, job: Job, task_id: str, task: Task | None = None, created_at: float | None = None
+    ) -> None:
+        """Have a held job watch the task ``task_id`` (resolving it at once if terminal)."""
+        if job.done():
+            return
+        if task is not None and task.terminal:
+            self.settle(job, task)
         else:
-            done._finish(outcome)
-        return done
+            self._attach(job, task_id, task, created_at)
+
+    def settle(self, job: Job, outcome: Task | BaseException) -> None:
+        """Resolve a job: a terminal snapshot, or an error."""
+        if isinstance(outcome, Task):
+            job._update(outcome)
+            outcome = outcome if outcome.status is Status.COMPLETED else TaskFailedError(outcome)
+        if job._finish(outcome):
+            self._jobs.discard(job)
 
     async def close(self) -> None:
         """Resolve every pending job with CancelledError and stop; no future is left pending."""
@@ -280,25 +342,13 @@ class Watcher:
 
     # -- jobs ------------------------------------------------------------------------------
 
-    def _new_job(self, *, deadline: float | None, **kwargs: Any) -> Job:
+    def _get_loop(self) -> asyncio.AbstractEventLoop:
         if self._closed:
             raise RuntimeError("the client is closed")
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
-        at = None if deadline is None else loop.time() + deadline
-        job = Job(loop, deadline=at, **kwargs)
-        job._on_cancel(self._forget)
-        self._jobs.add(job)
-        job.add_done_callback(self._jobs.discard)
-        if at is not None:
-            heapq.heappush(self._deadlines, (at, next(self._seq), job))
-            self._arm()
-        return job
-
-    def _settle(self, job: Job, task: Task) -> None:
-        """Resolve a job with a terminal snapshot."""
-        job._finish(task if task.status is Status.COMPLETED else TaskFailedError(task))
+        return loop
 
     def _forget(self, job: Job) -> None:
         """A job was cancelled: stop polling its task if no other job watches it."""
@@ -336,22 +386,20 @@ class Watcher:
         # one already on the wire runs to its answer (the client shields it).
         job.add_done_callback(functools.partial(_stop_unless_done, asyncio.current_task()))
         try:
-            task = await self._create(job)
+            task = await self._creating.create(job)
         except asyncio.CancelledError:
-            job._finish(asyncio.CancelledError())
+            self.settle(job, asyncio.CancelledError())
             raise
         except Exception as exc:
-            job._finish(exc)
+            self.settle(job, exc)
             return
         if job.done():  # timed out or cancelled while the create was in flight
             log.warning(
                 "octovid: task %s was created after its job ended (%s); it is not watched: "
                 "Client.watch(%r) resumes it", task.id, job, task.id,
             )
-        elif task.terminal:
-            self._settle(job, task)
         else:
-            self._attach(job, task.id, task, loop.time())
+            self.adopt(job, task.id, task, loop.time())
 
     # -- polls -----------------------------------------------------------------------------
 
@@ -387,7 +435,7 @@ class Watcher:
         exc = driver.exception()
         log.error("octovid: the watcher stopped on an internal error", exc_info=exc)
         for job in list(self._jobs):  # never leave a job pending
-            job._finish(RuntimeError(f"octovid's watcher stopped: {exc!r}"))
+            self.settle(job, RuntimeError(f"octovid's watcher stopped: {exc!r}"))
 
     def _pop_due(self) -> _Entry | None:
         """The most urgent due entry, or None; skips stale heap items."""
@@ -426,7 +474,7 @@ class Watcher:
                 finally:
                     self._wake = None
                 continue
-            slot = await self._limiter.acquire(Lane.QUERY)
+            slot = await self._gateway.acquire(Lane.QUERY)
             entry = self._pop_due()
             if entry is None:  # the due task was dropped while we waited
                 slot.refund()
@@ -437,7 +485,7 @@ class Watcher:
 
     async def _poll(self, entry: _Entry, slot: Slot) -> None:
         try:
-            task = await self._query(slot, entry.task_id)
+            task, hint = await self._gateway.query(slot, entry.task_id)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -445,57 +493,56 @@ class Watcher:
                 self._poll_failed(entry, exc)
         else:
             if entry.live:
-                self._polled(entry, task)
+                self._polled(entry, task, hint)
         finally:
             slot.release()
 
-    def _polled(self, entry: _Entry, task: Task) -> None:
+    def _polled(self, entry: _Entry, task: Task, hint: float | None) -> None:
         assert self._loop is not None
         now = self._loop.time()
+        changed = entry.task is None or entry.task.raw_status != task.raw_status
         entry.polls += 1
-        entry.failures = entry.protocol_strikes = 0
-        if self._on_update is not None and (
-            entry.task is None or entry.task.raw_status != task.raw_status
-        ):
-            self._on_update(task)
+        entry.unchanged += 1
+        entry.failures = entry.strikes = 0
+        entry.schedule = None
         entry.task = task
-        for job in list(entry.jobs):
-            job._update(task)
         if task.terminal:
             self._drop(entry)
             for job in entry.jobs:
-                self._settle(job, task)
-            return
-        entry.sample(now, task.progress)
-        self._schedule(entry, self._policy.delay(entry.polls, entry.samples, now, self._rng))
+                self.settle(job, task)
+        else:
+            for job in entry.jobs:
+                job._update(task)
+            entry.sample(now, task.progress)
+            delay = self._policy.delay(entry.polls, entry.samples, now, self._rng,
+                                       unchanged=entry.unchanged)
+            self._schedule(entry, max(delay, hint or 0.0))
+        if changed:  # after the next poll is settled: the observer (journal) cannot stop it
+            try:
+                self._creating.observed(task)
+            except Exception:  # pragma: no cover - the observer promises not to raise
+                log.exception("octovid: recording task %s failed", task.id)
 
     def _poll_failed(self, entry: _Entry, exc: Exception) -> None:
         assert self._loop is not None
-        if isinstance(exc, ProtocolError):
-            entry.protocol_strikes += 1
-            transient = entry.protocol_strikes < _PROTOCOL_STRIKES
-        elif isinstance(exc, TaskNotFoundError):
-            young = entry.created_at is not None and (
-                self._loop.time() - entry.created_at < _NOT_FOUND_GRACE
-            )
-            transient = young  # the gateway may not know a task it just created
-        elif isinstance(exc, ServerError):
-            transient = not exc.permanent
-        else:
-            transient = isinstance(exc, RateLimitError | TransportError)
-        if not transient:
+        entry.failures += 1
+        entry.strikes = entry.strikes + 1 if isinstance(exc, ProtocolError) else 0
+        if entry.schedule is None:
+            entry.schedule = waits(self._policy.max_interval)
+        age = None if entry.created_at is None else self._loop.time() - entry.created_at
+        verdict = decide(
+            exc, Kind.POLL, schedule=entry.schedule, age=age,
+            attempt=entry.strikes if isinstance(exc, ProtocolError) else entry.failures,
+        )
+        if verdict.action is not Action.RETRY:
             log.warning("octovid: giving up on task %s: %s", entry.task_id, exc)
             self._drop(entry)
             for job in entry.jobs:
-                job._finish(exc)
+                self.settle(job, exc)
             return
-        entry.failures += 1
-        log.info("octovid: poll of task %s failed (%s); polling again later", entry.task_id, exc)
-        # Soon after one blip (a second at most), backing off towards max_interval if it lasts;
-        # the limiter's shared cool-down already holds every poll back after a 429.
-        first = min(self._policy.initial, 1.0)
-        backoff = min(self._policy.max_interval, first * 2 ** (entry.failures - 1))
-        self._schedule(entry, self._jittered(backoff))
+        log.info("octovid: poll of task %s failed (%s); polling again in %.1fs",
+                 entry.task_id, exc, verdict.wait)
+        self._schedule(entry, verdict.wait)
 
     def _jittered(self, delay: float) -> float:
         return delay * (1 + self._rng.uniform(-1, 1) * self._policy.jitter)
@@ -524,8 +571,11 @@ class Watcher:
         assert self._loop is not None
         now = self._loop.time()
         while self._deadlines and self._deadlines[0][0] <= now:
-            _, _, job = heapq.heappop(self._deadlines)
-            self._expire(job)
+            _, _, refs = heapq.heappop(self._deadlines)
+            for ref in refs:
+                job = ref()
+                if job is not None:
+                    self._expire(job)
         due = self._next_due()
         if self._wake is not None and due is not None and due <= now and not self._wake.done():
             self._wake.set_result(None)
@@ -536,5 +586,5 @@ class Watcher:
             return
         elapsed = job.elapsed
         log.info("octovid: job %s reached its deadline after %.1fs", job, elapsed)
-        job._finish(WaitTimeoutError(job.id, job.task, elapsed))
+        self.settle(job, WaitTimeoutError(job.id, job.task, elapsed))
         self._forget(job)

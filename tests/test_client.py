@@ -14,6 +14,7 @@ from yarl import URL
 
 import octovid
 from octovid import Status
+from octovid._retry import permanent
 from octovid.testing import Simulator
 
 FAST = octovid.PollPolicy(initial=0.1, max_interval=0.4, deadline=30)
@@ -269,7 +270,8 @@ async def test_model_without_channel_fails_at_once(sim):
     async with client_for(sim) as client:
         with pytest.raises(octovid.ServerError) as info:
             await client.create(octovid.VideoRequest("kling-v2", "x"))
-    assert info.value.code == "model_not_found" and info.value.permanent
+    assert info.value.code == "model_not_found" and permanent(info.value)
+    assert len(sim.requests) == 1
     assert len(routes(sim, "create")) == 1
 
 

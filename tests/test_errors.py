@@ -31,8 +31,10 @@ from octovid import (
     TaskNotFoundError,
     TransportError,
     WaitTimeoutError,
+    _retry,
 )
-from octovid._errors import error_from_response, parse_retry_after
+from octovid._retry import parse_retry_after
+from octovid._transport import error_from_response
 
 REQUEST_ID = "20251108230757510141923abcdEFGH"
 
@@ -257,7 +259,7 @@ def test_only_model_not_found_is_a_permanent_server_error(body, permanent):
     """A 503 model_not_found will not mend by waiting; other 5xx answers may."""
     error = error_from_response(503, body)
     assert isinstance(error, ServerError)
-    assert error.permanent is permanent
+    assert _retry.permanent(error) is permanent
 
 
 def test_request_id_is_kept_and_shown():

@@ -2,46 +2,50 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+from pathlib import Path
 
 import pytest
 
 import octovid
-from octovid import Journal, Status, Task
+from octovid import Journal, JournalEntry, Status, Task
+from octovid._journal import JobState
 from octovid.testing import Simulator
 
 FAST = octovid.PollPolicy(initial=0.1, max_interval=0.3, deadline=30)
-PAYLOAD = {"model": "sora-2", "prompt": "x", "images": []}
+REQUEST = octovid.SoraRequest("x")
 
 
-def test_claim_is_idempotent_and_refuses_another_body(tmp_path):
+async def test_claim_is_idempotent_and_refuses_another_body(tmp_path):
     """Claiming a key twice for one body is a no-op; for another body it is an error."""
     with Journal(tmp_path / "j.db") as journal:
-        first = journal.claim("k", PAYLOAD)
-        again = journal.claim("k", dict(reversed(list(PAYLOAD.items()))))
-        assert first.state == again.state == "queued"
-        with pytest.raises(octovid.JournalError, match="different request"):
-            journal.claim("k", {**PAYLOAD, "prompt": "y"})
+        [first] = await journal.claim([("k", REQUEST)])
+        [again] = await journal.claim([("k", octovid.SoraRequest("x"))])
+        [other] = await journal.claim([("k", octovid.SoraRequest("y"))])
+        assert isinstance(first, JournalEntry) and isinstance(again, JournalEntry)
+        assert first.state is again.state is JobState.QUEUED
+        assert isinstance(other, octovid.JournalError) and "different request" in str(other)
         assert len(journal) == 1
 
 
-def test_states_survive_reopening(tmp_path):
+async def test_states_survive_reopening(tmp_path):
     """What is written is on disk at once: a new Journal on the file reads it back."""
     path = tmp_path / "j.db"
     journal = Journal(path)
-    journal.claim("a", PAYLOAD)
-    journal.sending("a")
-    journal.claim("b", {**PAYLOAD, "prompt": "b"})
-    journal.sending("b")
+    await journal.claim([("a", REQUEST), ("b", octovid.SoraRequest("b"))])
+    await journal.sending("a")
+    await journal.sending("b")
     journal.created("b", Task(id="t-b", status=Status.QUEUED, raw_status="queued"))
-    journal.update(Task.from_response({"id": "t-b", "status": "completed", "video_url": "u"}))
-    journal.downloaded("t-b", "/out/t-b.mp4", 10, "ab" * 32)
+    url = "https://cdn.example/t-b.mp4"
+    journal.update(Task.from_response({"id": "t-b", "status": "completed", "video_url": url}))
+    await journal.downloaded("t-b", "/out/t-b.mp4", 10, "ab" * 32)
     # no close(): as if the process were killed here
     reopened = Journal(path)
     a, b = reopened.get("a"), reopened.get("b")
     assert a is not None and a.uncertain and a.task_id is None
-    assert b is not None and b.state == "created" and b.task_id == "t-b"
-    assert b.status is Status.COMPLETED and b.video_url == "u" and b.size == 10
+    assert b is not None and b.state is JobState.CREATED and b.task_id == "t-b"
+    assert b.status is Status.COMPLETED and b.video_url == url and b.size == 10
     assert b.task is not None and b.task.status is Status.COMPLETED
     assert reopened.key_of("t-b") == "b"
     assert [entry.key for entry in reopened] == ["a", "b"]
@@ -49,6 +53,85 @@ def test_states_survive_reopening(tmp_path):
     assert reopened.get("a") is None
     journal.close()
     reopened.close()
+
+
+async def test_a_hundred_thousand_claims_are_one_transaction_off_the_loop(tmp_path):
+    """submit_many of 100,000 keyed requests returns before the journal holds any of them."""
+    path = tmp_path / "j.db"
+    requests = [octovid.SoraRequest(f"clip {i}") for i in range(100_000)]
+    keys = [f"line-{i}" for i in range(100_000)]
+    async with octovid.Client("k", "http://127.0.0.1:9", journal=path) as client:
+        jobs = client.submit_many(requests, keys=keys, deadline=3600)
+        assert client.journal is not None and len(client.journal) == 0  # nothing yet
+        assert len(jobs) == 100_000 and not any(job.done() for job in jobs[:100])
+        await client.journal.flush()  # queued after the claims: done once they are
+        assert len(client.journal) == 100_000
+        for job in jobs:
+            job.cancel()
+    with Journal(path) as journal:
+        assert {entry.state for entry in journal} == {JobState.QUEUED}
+
+
+def _fail_writes(path: Path, when: str) -> None:
+    """Make the journal's database refuse updates matching ``when`` (a disk that fills up)."""
+    with sqlite3.connect(path) as db:
+        db.execute(f"CREATE TRIGGER refuse BEFORE UPDATE ON jobs WHEN {when} "
+                   "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END")
+
+
+def _mend_writes(path: Path) -> None:
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TRIGGER refuse")
+
+
+async def test_a_journal_that_cannot_record_the_intent_sends_nothing(tmp_path):
+    """The 'sending' write failing is a JournalError, no create is sent, and a rerun creates."""
+    path = tmp_path / "j.db"
+    request = octovid.GrokRequest("intent")
+    Journal(path).close()
+    _fail_writes(path, "NEW.state = 'sending'")
+    async with Simulator() as sim:
+        async with octovid.Client(sim.api_key, sim.url, poll=FAST, journal=path) as client:
+            with pytest.raises(octovid.JournalError, match="disk I/O error"):
+                await client.submit(request, key="g")
+        assert [r for r in sim.requests if r.route == "create"] == []
+        _mend_writes(path)
+        async with octovid.Client(sim.api_key, sim.url, poll=FAST, journal=path) as client:
+            task = await client.submit(request, key="g")  # not refused as "uncertain"
+    assert task.status is Status.COMPLETED
+    assert list(sim.creates_per_body().values()) == [1]
+
+
+async def test_a_task_id_that_cannot_be_written_is_kept_and_written_later(tmp_path, caplog):
+    """The 'created' write failing loses nothing: the job goes on and the id is written later."""
+    path = tmp_path / "j.db"
+    Journal(path).close()
+    _fail_writes(path, "NEW.state = 'created'")
+    async with Simulator(duration=(1.0, 1.0)) as sim:
+        async with octovid.Client(sim.api_key, sim.url, poll=FAST, journal=path) as client:
+            job = client.submit(octovid.ViduRequest("keep me"), key="v")
+            created = await job.created()
+            assert client.journal is not None
+            await client.journal.flush()
+            assert "kept in memory" in caplog.text
+            _mend_writes(path)
+            task = await job  # the failed write did not stop the job
+            await client.journal.flush()  # the next batch writes the kept id
+    with Journal(path) as journal:
+        entry = journal.get("v")
+    assert entry is not None and entry.task_id == created.id == task.id
+    assert "recorded the task of key 'v' at last" in caplog.text
+
+
+async def test_a_failing_status_write_never_stalls_the_watch(tmp_path):
+    """Status updates the journal cannot write are logged; polling goes on to the end."""
+    path = tmp_path / "j.db"
+    Journal(path).close()
+    _fail_writes(path, "NEW.state = 'created' AND OLD.state = 'created'")
+    async with Simulator(duration=(0.6, 0.6)) as sim:
+        async with octovid.Client(sim.api_key, sim.url, poll=FAST, journal=path) as client:
+            task = await asyncio.wait_for(client.submit(octovid.SoraRequest("x"), key="s"), 10)
+    assert task.status is Status.COMPLETED
 
 
 def test_newer_journal_is_refused(tmp_path):
@@ -128,7 +211,7 @@ async def test_refused_create_may_be_created_by_a_new_run(tmp_path):
             await client.submit(request, key="v")
     with Journal(path) as journal:
         entry = journal.get("v")
-        assert entry is not None and entry.state == "refused"
+        assert entry is not None and entry.state is JobState.REFUSED
     async with Simulator() as sim, octovid.Client(
         sim.api_key, sim.url, poll=FAST, journal=path
     ) as client:
@@ -137,10 +220,16 @@ async def test_refused_create_may_be_created_by_a_new_run(tmp_path):
 
 
 async def test_a_key_reused_for_another_request_is_refused(tmp_path):
-    """Submitting a known key with a different body raises JournalError before any request."""
+    """A known key submitted with a different body fails with JournalError; nothing is sent."""
     async with Simulator() as sim, octovid.Client(
         sim.api_key, sim.url, journal=tmp_path / "j.db"
     ) as client:
-        client.submit(octovid.SoraRequest("first"), key="k").cancel()
-        with pytest.raises(octovid.JournalError):
-            client.submit(octovid.SoraRequest("second"), key="k")
+        first = client.submit(octovid.SoraRequest("first"), key="k")
+        await first.created()
+        second = client.submit(octovid.SoraRequest("second"), key="k")
+        with pytest.raises(octovid.JournalError, match="different request"):
+            await second
+        first.cancel()
+    bodies = [body for body in sim.creates_per_body() if "second" in body]
+    assert bodies == []
+    assert sum(r.route == "create" for r in sim.requests) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 from collections import Counter, defaultdict
 
@@ -27,7 +28,9 @@ class Gateway:
         self.outcome: dict[str, str] = {}
         self.faults: dict[str, list[Exception]] = defaultdict(list)
         self.status_word: dict[str, str] = {}
+        self.stall_at: dict[str, int] = {}  # task id -> the progress it sticks at
         self.log: list[tuple[float, str, str]] = []  # (time, "create" | "query", task id)
+        self.observations: list[Task] = []  # what the watcher reported (the journal's feed)
         self.default_duration = 10.0
         self._ids = 0
 
@@ -41,6 +44,12 @@ class Gateway:
 
     def polls(self, task_id: str) -> list[float]:
         return [t for t, kind, i in self.log if kind == "query" and i == task_id]
+
+    async def acquire(self, lane: Lane) -> Slot:
+        return await self.limiter.acquire(lane)
+
+    def observed(self, task: Task) -> None:
+        self.observations.append(task)
 
     async def create(self, job: Job) -> Task:
         slot = await self.limiter.acquire(Lane.CREATE)
@@ -58,13 +67,18 @@ class Gateway:
             job._update(task)
             return task
 
-    async def query(self, slot: Slot, task_id: str) -> Task:
+    async def query(self, slot: Slot, task_id: str) -> tuple[Task, float | None]:
+        return await self._query(slot, task_id), None
+
+    async def _query(self, slot: Slot, task_id: str) -> Task:
         self.log.append((slot.at, "query", task_id))
         await asyncio.sleep(self.latency)
         if self.faults[task_id]:
             raise self.faults[task_id].pop(0)
         now = asyncio.get_running_loop().time()
         fraction = (now - self.created[task_id]) / self.duration[task_id]
+        if task_id in self.stall_at:  # stuck below 100 for good
+            fraction = min(fraction, self.stall_at[task_id] / 100)
         if fraction >= 1:
             if self.outcome[task_id] == "failed":
                 return Task(id=task_id, status=Status.FAILED, raw_status="failed",
@@ -83,8 +97,8 @@ def make(
     limiter = Limiter(RateLimit(rate, adaptive=False), max_in_flight)
     gateway = Gateway(limiter, progress=progress)
     watcher = Watcher(
-        limiter=limiter, policy=policy or PollPolicy(), create=gateway.create,
-        query=gateway.query, max_creates=max_in_flight, rng=random.Random(7),
+        gateway=gateway, creating=gateway, policy=policy or PollPolicy(),
+        max_creates=max_in_flight, rng=random.Random(7),
     )
     return watcher, gateway, limiter
 
@@ -328,24 +342,48 @@ def test_transient_failures_never_fail_the_job(virtual):
 
 
 def test_failed_polls_retry_within_a_second_then_back_off(virtual):
-    """After a failed poll the task is polled again after 1 s, then 2, 4... up to max_interval."""
+    """A failed poll is retried after U(0, 0.5) s, then U(0, 1), U(0, 2)... up to max_interval."""
     policy = PollPolicy(initial=5.0, factor=2.0, max_interval=6.0, jitter=0.0, deadline=None)
     watcher, gateway, _ = make(policy=policy, progress=False)
     gateway.latency = 0.0
 
     async def main() -> list[float]:
         loop = asyncio.get_running_loop()
-        gateway.add("a", duration=30.0)
-        gateway.faults["a"] = [octovid.ServerError(502, "bad gateway")] * 4
+        gateway.add("a", duration=60.0)
+        gateway.faults["a"] = [octovid.ServerError(502, "bad gateway")] * 6
         start = loop.time()
         job = watcher.watch("a", deadline=None, task=Task(id="a", status=Status.QUEUED),
                             created_at=start)
         await job
-        return [round(t - start, 3) for t in gateway.polls("a")]
+        return gateway.polls("a")
 
-    # 5 fails, +1 fails, +2 fails, +4 fails, +6 (the cap) succeeds; then the healthy schedule
-    # (capped at 6 s) until the task completes at 30 s.
-    assert go(virtual, watcher, main) == [5.0, 6.0, 8.0, 12.0, 18.0, 24.0, 30.0]
+    polls = go(virtual, watcher, main)
+    gaps = [b - a for a, b in itertools.pairwise(polls[:7])]
+    ceilings = [0.5, 1.0, 2.0, 4.0, 6.0, 6.0]  # doubling from 0.5 s, capped at max_interval
+    assert all(0 <= gap <= ceiling + 1e-9 for gap, ceiling in zip(gaps, ceilings, strict=True))
+    assert sum(gaps) < sum(ceilings)  # jittered below the ceilings, not at them
+
+
+def test_stalled_progress_backs_off_instead_of_spinning(virtual):
+    """A task stuck at 60% past its predicted end is polled less and less often, not every 2.5 s."""
+    watcher, gateway, _ = make(policy=PollPolicy(jitter=0.0, deadline=None))
+    gateway.latency = 0.0
+
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        gateway.add("a", duration=100.0)
+        gateway.stall_at["a"] = 60
+        job = watcher.watch("a", deadline=None, task=Task(id="a", status=Status.QUEUED),
+                            created_at=loop.time())
+        await asyncio.sleep(600)
+        job.cancel()
+        return gateway.polls("a")
+
+    polls = go(virtual, watcher, main)
+    gaps = [b - a for a, b in itertools.pairwise(polls)]
+    assert len(polls) < 30  # the old spin polled this task about 200 times in 600 s
+    assert min(gaps) >= PollPolicy().initial  # never the old initial / 2
+    assert gaps[-10:] == pytest.approx([PollPolicy().max_interval] * 10)  # grown back to the cap
 
 
 def test_permanent_error_fails_the_job(virtual):
@@ -485,7 +523,7 @@ def test_close_resolves_every_job(virtual):
 
     jobs = go(virtual, watcher, main)
     assert all(job.done() for job in jobs)
-    assert all(job._future.cancelled() for job in jobs)
+    assert all(job.cancelled() for job in jobs)
     assert watcher.pending == 0
 
 

@@ -1,0 +1,161 @@
+"""The gateway as the rest of octovid sees it: one object between the parts and the wire.
+
+:class:`Gateway` owns the routes, the feed of every request to the limiter (granted, going out,
+on the wire, answered, and what a 429 says about the key's budget), the request counters, and
+the decoding of answers into Tasks. The watcher and the downloader reach the gateway through it
+alone, typed by the protocols they declare; the transport beneath it is the only user of aiohttp.
+
+Every request goes out on a limiter slot, and its answer (or its lack of one) is reported to the
+limiter before the slot is released: that is what lets the limiter see congestion.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+from urllib.parse import quote
+
+from yarl import URL
+
+from ._errors import APIError, RateLimitError, TransportError
+from ._limiter import Lane, Limiter, Slot
+from ._retry import throttle_of
+from ._task import Task
+from ._transport import Answer, Body, Transport
+
+__all__ = ["Counters", "Gateway"]
+
+CREATE = "/v1/video/create"
+QUERY = "/v1/video/query"
+CONTENT = "/v1/videos/{}/content"
+
+
+class Counters:
+    """What one client sent and got; read through ``Client.stats``."""
+
+    __slots__ = ("creates", "downloads", "errors", "polls", "rate_limited", "requests", "retries")
+
+    def __init__(self) -> None:
+        self.requests = self.creates = self.polls = self.downloads = 0
+        self.retries = self.rate_limited = self.errors = 0
+
+
+class Gateway:
+    """Routes, limiter feed, counters and decoding for one client's gateway."""
+
+    __slots__ = ("_connect", "_foreign", "_limiter", "counters")
+
+    def __init__(
+        self,
+        connect: Callable[[], Transport],
+        limiter: Limiter,
+        counters: Counters,
+        *,
+        foreign_concurrency: int,
+    ) -> None:
+        self._connect = connect  # the transport, made on first use (a missing key fails then)
+        self._limiter = limiter
+        self._foreign = asyncio.Semaphore(foreign_concurrency)  # downloads from CDNs
+        self.counters = counters
+
+    def __repr__(self) -> str:
+        return f"<Gateway requests={self.counters.requests} {self._limiter!r}>"
+
+    @property
+    def _transport(self) -> Transport:
+        return self._connect()
+
+    # -- requests on a slot ----------------------------------------------------------------
+
+    async def acquire(self, lane: Lane) -> Slot:
+        """Wait for the limiter's leave to send one request in ``lane``."""
+        return await self._limiter.acquire(lane)
+
+    async def create(self, slot: Slot, payload: Mapping[str, Any]) -> Task:
+        """Send one create on ``slot`` (released on return) and read the task it made.
+
+        Raises:
+            APIError, TransportError: as the transport does.
+            ProtocolError: The answer carries no task id.
+        """
+        answer = await self._exchange(slot, "POST", self._transport.url(CREATE), payload)
+        task = Task.from_response(answer.body)
+        self.counters.creates += 1
+        return task
+
+    async def query(self, slot: Slot, task_id: str) -> tuple[Task, float | None]:
+        """Query ``task_id`` once on ``slot`` (released on return).
+
+        Returns:
+            The snapshot, and the seconds the server suggests before the next poll, if any.
+        """
+        url = self._transport.url(QUERY, id=task_id)
+        answer = await self._exchange(slot, "GET", url)
+        self.counters.polls += 1
+        return Task.from_response(answer.body, task_id=task_id), answer.poll_after
+
+    async def _exchange(
+        self, slot: Slot, method: str, url: URL, payload: Mapping[str, Any] | None = None
+    ) -> Answer:
+        with slot:
+            self.counters.requests += 1
+            slot.sending()
+            try:
+                answer = await self._transport.request(
+                    method, url, payload=payload, sent=slot.sent
+                )
+            except APIError as exc:
+                self._refused(slot, exc)
+                raise
+            except TransportError:
+                self.counters.errors += 1
+                raise
+            self._limiter.answered(slot)
+            return answer
+
+    def _refused(self, slot: Slot, exc: APIError) -> None:
+        self.counters.errors += 1
+        if isinstance(exc, RateLimitError):
+            self.counters.rate_limited += 1
+        self._limiter.answered(slot, throttle_of(exc))
+
+    # -- downloads -------------------------------------------------------------------------
+
+    def content_url(self, task_id: str) -> URL:
+        """The gateway route that serves a task's bytes."""
+        return self._transport.url(CONTENT.format(quote(task_id, safe="")))
+
+    def resolve(self, reference: str) -> URL | None:
+        """An absolute http(s) URL for a result URL the gateway gave, else None."""
+        return self._transport.resolve(reference)
+
+    def same_origin(self, url: URL) -> bool:
+        """Whether ``url`` is the gateway's: the key goes there, and the limiter paces it."""
+        return self._transport.same_origin(url)
+
+    @contextlib.asynccontextmanager
+    async def open(self, url: URL, *, offset: int = 0) -> AsyncIterator[Body]:
+        """Open a download of ``url`` from byte ``offset``.
+
+        The gateway's own URLs go through the limiter like every request with the key; other
+        hosts (CDNs) get no key and are bounded by a semaphore of their own.
+        """
+        if not self.same_origin(url):
+            async with self._foreign, self._transport.stream(url, offset=offset) as body:
+                yield body
+            return
+        with await self.acquire(Lane.QUERY) as slot:
+            self.counters.requests += 1
+            slot.sending()
+            try:
+                async with self._transport.stream(url, offset=offset, sent=slot.sent) as body:
+                    self._limiter.answered(slot)
+                    yield body
+            except APIError as exc:
+                self._refused(slot, exc)
+                raise
+            except TransportError:
+                self.counters.errors += 1
+                raise
