@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -37,8 +38,8 @@ _TERMINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
 
 _WORDS: dict[str, Status] = {
     **dict.fromkeys(
-        ("pending", "queued", "queuing", "submitted", "not_start", "not_started", "in_queue",
-         "waiting", "created"),
+        ("pending", "queued", "queuing", "queueing", "submitted", "not_start", "not_started",
+         "in_queue", "waiting", "created", "preparing"),
         Status.QUEUED,
     ),
     **dict.fromkeys(
@@ -57,11 +58,13 @@ _WORDS: dict[str, Status] = {
 }
 
 
-def status_of(word: str | None, *, has_result: bool = False) -> Status:
+def status_of(word: str | None, *, has_result: bool = False, upsampling: bool = False) -> Status:
     """Map a status word of any family (any case) onto a Status; unknown words are UNKNOWN.
 
     Veo reports steps such as ``video_generation_completed`` on its way: a ``*_completed``
-    step is COMPLETED only once it carries a result, and PROCESSING until then.
+    step is COMPLETED only once it carries a result and no upsampling is pending (when
+    ``upsampling`` was asked for, only ``video_upsampling_completed`` has it done), and
+    PROCESSING until then. ``unknown`` (``/v1/videos``: not started yet) stays UNKNOWN.
     """
     if not word:
         return Status.UNKNOWN
@@ -74,8 +77,26 @@ def status_of(word: str | None, *, has_result: bool = False) -> Status:
     if key.endswith(("_cancelled", "_canceled")):
         return Status.CANCELLED
     if key.endswith("_completed"):
-        return Status.COMPLETED if has_result else Status.PROCESSING
+        pending = upsampling and key != "video_upsampling_completed"
+        return Status.COMPLETED if has_result and not pending else Status.PROCESSING
     return Status.UNKNOWN
+
+
+def _is_url(text: str) -> bool:
+    """Whether a result field's text is a URL: absolute http(s) with a host, or a path on the
+    gateway (``/v1/videos/{id}/content``; ``//cdn.example/x.mp4`` is one too). Anything else
+    there, such as ``"task timed out (1440 minutes)"``, is a failure text put in its place."""
+    if not text or any(ch.isspace() for ch in text):
+        return False
+    try:
+        parts = urlsplit(text)
+        if text.startswith("//"):
+            return bool(parts.hostname)
+        if text.startswith("/"):
+            return True
+        return parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return False
 
 
 @attrs.frozen
@@ -87,7 +108,8 @@ class Task:
         status: The normalized status.
         raw_status: The status as the server wrote it (``""`` when it wrote none).
         progress: 0..100, or None when the answer carried none.
-        video_url: The result URL, wherever the answer put it, or None.
+        video_url: The result URL, wherever the answer put it: an http(s) URL or a path on the
+            gateway, and only on a COMPLETED task; None otherwise.
         model: The model, when the answer names it.
         created_at: When the task was created (aware, UTC), when the answer says.
         updated_at: The last status change (aware, UTC), when the answer says.
@@ -132,41 +154,51 @@ class Task:
         data = wire.data or _wire.Data()
         meta = wire.metadata or _wire.Data()
         content = data.data.content if data.data and data.data.content else None
-        ident = task_id or wire.id or wire.task_id or data.task_id
+        # A string id, else a task_id; a numeric id (the native row id) only as a last resort.
+        ident = task_id or wire.id or wire.task_id or data.task_id or wire.row_id
         if not ident:
             raise ProtocolError(
                 "the answer carries no task id (neither id nor task_id)",
                 body=snippet(_dump(body)),
             )
-        url = (
-            wire.video_url or wire.url or wire.result_url or meta.url or meta.video_url
-            or data.url or data.result_url or data.video_url
-            or (content.video_url if content else None)
-        )
+        slots = [text for text in (  # where results go; a failure text may go there too
+            wire.video_url, wire.url, wire.result_url, meta.url, meta.video_url,
+            data.url, data.result_url, data.video_url, content.video_url if content else None,
+        ) if text]
+        # Older data keeps a success URL in fail_reason: the last place to look for one.
+        url = _first(text for text in (*slots, wire.fail_reason, data.fail_reason)
+                     if text and _is_url(text))
         raw_status = wire.status or data.status or ""
-        status = status_of(raw_status, has_result=url is not None)
+        asked = wire.detail.input if wire.detail else None  # the create body, when echoed
+        upsampling = asked is not None and asked.enable_upsample is True
+        status = status_of(raw_status, has_result=url is not None, upsampling=upsampling)
         progress: int | None = wire.progress if wire.progress is not None else data.progress
         if progress is None and status is Status.COMPLETED:
             progress = 100
         error = None
         if status in (Status.FAILED, Status.CANCELLED):
-            error = (
-                wire.fail_reason or wire.error or data.fail_reason or data.error
-                or meta.fail_reason or meta.error or wire.message
-                or f"the gateway reported {raw_status!r} without a reason"
-            )
+            error = _first((
+                wire.fail_reason, wire.error, data.fail_reason, data.error, data.message,
+                meta.fail_reason, meta.error, meta.message, wire.base_resp, wire.message,
+                *(text for text in slots if not _is_url(text)),
+            )) or f"the gateway reported {raw_status!r} without a reason"
         return cls(
             id=str(ident),
             status=status,
             raw_status=raw_status,
             progress=progress,
-            video_url=url,
+            video_url=url if status is Status.COMPLETED else None,
             model=wire.model,
-            created_at=wire.created_at,
-            updated_at=wire.status_update_time or wire.updated_at,
+            created_at=wire.created_at or data.created_at,
+            updated_at=wire.status_update_time or wire.updated_at or data.updated_at,
             error=error,
             raw=body,
         )
+
+
+def _first(values: Iterable[str | None]) -> str | None:
+    """The first value that is not None or empty."""
+    return next(filter(None, values), None)
 
 
 def _dump(body: object) -> str:

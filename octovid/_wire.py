@@ -1,9 +1,10 @@
 """Where things live in the gateway's task answers, and the one cattrs converter that reads them.
 
 The unified routes pass answers through from different upstreams, so the same fact sits in
-different places and types (PROTOCOL.md section 3). The classes below declare every place;
-the leaf hooks turn every type seen into one, and turn anything else into ``None``. Reading
-never raises: a body that does not fit simply yields fewer facts.
+different places and types (PROTOCOL.md sections 3 and 6). The classes below declare every
+place; the leaf hooks turn every type seen into one, and turn anything else into ``None``.
+Reading never raises: a body that does not fit simply yields fewer facts. What the facts
+mean (which text is a URL, which status is the end) is for ``_task`` to decide.
 """
 
 from __future__ import annotations
@@ -15,25 +16,31 @@ from typing import Any, NewType, TypeVar
 
 import attrs
 import cattrs
+from cattrs.gen import make_dict_structure_fn, override
 
 __all__ = ["Wire", "converter", "read"]
 
 Text = NewType("Text", str)  # a non-empty string; numbers become strings
-Url = NewType("Url", str)  # a non-empty string with no whitespace
+Name = NewType("Name", str)  # a non-empty string, and only a string
+Number = NewType("Number", str)  # a number, as a string (an integer ``id`` is a database row)
+Slot = NewType("Slot", str)  # what a result-URL field holds: a URL, or a failure text put there
 Percent = NewType("Percent", int)  # 0..100, from 50, 50.0, "50" or "50%"
 Instant = NewType("Instant", datetime)  # aware UTC, from epoch s, epoch ms or RFC 3339
-Reason = NewType("Reason", str)  # a failure reason: a string, or an object's message or code
+Reason = NewType("Reason", str)  # a failure reason: a string, or an error object's message or code
+Flag = NewType("Flag", bool)  # true or false, from a bool, "true"/"false" or 1/0
 
 # Epoch values above this are milliseconds (1e11 s is the year 5138; 1e11 ms is 1973).
 _MILLIS = 1e11
 _EARLIEST, _LATEST = 946_684_800, 32_503_680_000  # 2000-01-01, 3000-01-01: plausible instants
+# What error codes and messages say when nothing went wrong: no reason.
+_NO_ERROR = frozenset({"0", "success", "succeed", "succeeded", "ok"})
 
 
 @attrs.frozen
 class Content:
     """``data.data.content`` of the native route."""
 
-    video_url: Url | None = None
+    video_url: Slot | None = None
 
 
 @attrs.frozen
@@ -45,24 +52,49 @@ class Inner:
 
 @attrs.frozen
 class Data:
-    """``data`` (the native route's wrapper, some channels' results) or ``metadata``."""
+    """``data`` (the native route's wrapper, some channels' results) or ``metadata``.
+
+    The native wrapper's ``data.id`` is an integer row id, never read: its task is ``task_id``.
+    """
 
     task_id: Text | None = None
     status: Text | None = None
     progress: Percent | None = None
-    url: Url | None = None
-    result_url: Url | None = None
-    video_url: Url | None = None
+    created_at: Instant | None = None
+    updated_at: Instant | None = None
+    url: Slot | None = None
+    result_url: Slot | None = None
+    video_url: Slot | None = None
     fail_reason: Reason | None = None
     error: Reason | None = None
+    message: Reason | None = None
     data: Inner | None = None
 
 
 @attrs.frozen
-class Wire:
-    """A task answer of any route family, as far as octovid reads it."""
+class Input:
+    """``detail.input``: the create body, as some channels echo it."""
 
-    id: Text | None = None
+    enable_upsample: Flag | None = None
+
+
+@attrs.frozen
+class Detail:
+    """``detail`` of the unified and OpenAI-format answers."""
+
+    input: Input | None = None
+
+
+@attrs.frozen
+class Wire:
+    """A task answer of any route family, as far as octovid reads it.
+
+    ``completed_at``, ``finish_time`` and ``expires_at`` are not read: some converters fill
+    them while the task runs, and only the status says whether it ended.
+    """
+
+    id: Name | None = None
+    row_id: Number | None = None  # ``id`` when it is a number (read from "id", see below)
     task_id: Text | None = None
     status: Text | None = None
     progress: Percent | None = None
@@ -70,14 +102,16 @@ class Wire:
     created_at: Instant | None = None
     status_update_time: Instant | None = None
     updated_at: Instant | None = None
-    video_url: Url | None = None
-    url: Url | None = None
-    result_url: Url | None = None
+    video_url: Slot | None = None
+    url: Slot | None = None
+    result_url: Slot | None = None
     fail_reason: Reason | None = None
     error: Reason | None = None
     message: Reason | None = None
+    base_resp: Reason | None = None  # MiniMax: {"status_code": 0, "status_msg": "success"}
     metadata: Data | None = None
     data: Data | None = None
+    detail: Detail | None = None
 
 
 converter = cattrs.Converter()
@@ -93,11 +127,29 @@ def _text(value: object, _: object) -> str | None:
     return None
 
 
-def _url(value: object, _: object) -> str | None:
+def _name(value: object, _: object) -> str | None:
+    return _text(value, None) if isinstance(value, str) else None
+
+
+def _number(value: object, _: object) -> str | None:
+    return _text(value, None) if isinstance(value, int | float) else None
+
+
+def _slot(value: object, _: object) -> str | None:
     if isinstance(value, str):
         value = value.strip()
-        if value and not any(ch.isspace() for ch in value) and value.lower() != "null":
+        if value and value.lower() != "null":
             return value
+    return None
+
+
+def _flag(value: object, _: object) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return {"true": True, "false": False, "1": True, "0": False}.get(value.strip().lower())
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
     return None
 
 
@@ -149,22 +201,36 @@ def _instant(value: object, _: object) -> datetime | None:
 
 
 def _reason(value: object, _: object) -> str | None:
-    if isinstance(value, Mapping):  # {"message": "", "code": ""} while fine: not a failure
-        return _text(value.get("message"), None) or _text(value.get("code"), None)
-    return _text(value, None)
+    """A failure reason: a text, or an error object's message, else its code.
+
+    ``{"message": "", "code": ""}`` (a running OpenAI-style task) and the codes and messages
+    of success (``0``, ``"success"``) are no reason; a numeric code reads "error code 1026".
+    """
+    if isinstance(value, Mapping):
+        keys = ("message", "status_msg", "code", "status_code")  # status_*: MiniMax base_resp
+        return next(filter(None, (_said(value.get(key)) for key in keys)), None)
+    return _said(value)
+
+
+def _said(value: object) -> str | None:
+    text = _text(value, None)
+    if text is None or text.lower() in _NO_ERROR:
+        return None
+    return text if isinstance(value, str) else f"error code {text}"
 
 
 for _type, _hook in (
-    (Text, _text), (Url, _url), (Percent, _percent), (Instant, _instant), (Reason, _reason)
+    (Text, _text), (Name, _name), (Number, _number), (Slot, _slot), (Percent, _percent),
+    (Instant, _instant), (Reason, _reason), (Flag, _flag),
 ):
     converter.register_structure_hook(_type, _hook)
 
 T = TypeVar("T")
 
 
-def _lenient(cls: type[T]) -> Callable[[Any, Any], T | None]:
+def _lenient(cls: type[T], **fields: Any) -> Callable[[Any, Any], T | None]:
     """A structure hook for a wire class: anything but an object reads as None."""
-    structure = cattrs.gen.make_dict_structure_fn(cls, converter)
+    structure = make_dict_structure_fn(cls, converter, **fields)
 
     def hook(value: Any, _: Any) -> T | None:
         return structure(value, cls) if isinstance(value, Mapping) else None
@@ -172,8 +238,10 @@ def _lenient(cls: type[T]) -> Callable[[Any, Any], T | None]:
     return hook
 
 
-for _cls in (Content, Inner, Data, Wire):
+for _cls in (Content, Inner, Data, Input, Detail):
     converter.register_structure_hook(_cls, _lenient(_cls))
+# ``id`` is read twice: as a name (strings only) and as a row number (numbers only).
+converter.register_structure_hook(Wire, _lenient(Wire, row_id=override(rename="id")))
 
 
 def read(body: Mapping[str, Any]) -> Wire:
@@ -181,4 +249,3 @@ def read(body: Mapping[str, Any]) -> Wire:
     wire = converter.structure(body, Wire)
     assert wire is not None  # body is a Mapping
     return wire
-

@@ -1,4 +1,4 @@
-"""Task.from_response: every response shape of PROTOCOL.md section 3, normalised."""
+"""Task.from_response: every response shape of PROTOCOL.md sections 3 and 6, normalised."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 import octovid
 from octovid import ProtocolError, Status, Task
+from octovid._task import status_of
 
 VIDEO = "https://cdn.example.com/videos/8b8232a3.mp4"
 
@@ -518,18 +519,402 @@ def test_out_of_range_numbers_and_dates_do_not_crash(text):
     assert task.created_at is None or task.created_at.tzinfo is not None
 
 
+# --- route shapes beyond section 3 (PROTOCOL.md section 6) ---------------------------------
+
+CREATED = datetime(2025, 11, 1, 15, 23, 41, tzinfo=UTC)  # 1762010621
+CREATED_MS = datetime(2025, 11, 1, 15, 23, 41, 323000, tzinfo=UTC)  # 1762010621323
+TIMEOUT_ZH = "任务超时（1440分钟）"  # noqa: RUF001 - as the gateway writes it, fullwidth brackets
+TIMEOUT_EN = "task timed out (1440 minutes)"
+
+
+def test_jimeng_create_and_query():
+    """Jimeng answers like Vidu: a bare task_id on create, a completed query with video_url."""
+    created = Task.from_response({**VIDU_CREATE, "task_id": "j-1"})
+    done = Task.from_response(
+        {"id": "j-1", "status": "succeeded", "video_url": VIDEO, "created_at": 1762010621},
+        task_id="j-1",
+    )
+    assert (created.id, created.status, created.created_at) == ("j-1", Status.PROCESSING,
+                                                                GROK_CREATED)
+    assert (done.status, done.video_url, done.progress, done.created_at) == (
+        Status.COMPLETED, VIDEO, 100, CREATED)
+
+
+def test_veo_query_completed_and_failed_without_reason():
+    """Veo ends ``completed`` with its video_url, or failed with no reason field at all."""
+    done = Task.from_response({**VEO_QUERY, "status": "completed", "video_url": VIDEO})
+    failed = Task.from_response({**VEO_QUERY, "status": "video_generation_failed"})
+    assert (done.status, done.video_url, done.error) == (Status.COMPLETED, VIDEO, None)
+    assert (failed.status, failed.video_url) == (Status.FAILED, None)
+    assert failed.error == "the gateway reported 'video_generation_failed' without a reason"
+
+
+OPENAI_QUEUED = {
+    "id": "video_68f0a1b2c3d4", "object": "video", "model": "sora-2", "status": "queued",
+    "progress": 0, "created_at": 1762010621, "seconds": "4", "size": "720x1280", "error": None,
+}
+OPENAI_RUNNING = {**OPENAI_QUEUED, "status": "in_progress", "progress": 35,
+                  "error": {"message": "", "code": ""}}
+OPENAI_DONE = {**OPENAI_QUEUED, "status": "completed", "progress": 100,
+               "completed_at": 1762010921, "expires_at": 1762097021}
+OPENAI_FAILED = {**OPENAI_QUEUED, "status": "failed", "progress": 100, "completed_at": 1762010921,
+                 "error": {"code": "content_policy_violation", "message": "prompt was refused"}}
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "progress", "error"),
+    [
+        (OPENAI_QUEUED, Status.QUEUED, 0, None),
+        (OPENAI_RUNNING, Status.PROCESSING, 35, None),
+        (OPENAI_DONE, Status.COMPLETED, 100, None),
+        (OPENAI_FAILED, Status.FAILED, 100, "prompt was refused"),
+        ({**OPENAI_QUEUED, "status": "unknown"}, Status.UNKNOWN, 0, None),
+    ],
+    ids=["queued", "in_progress-empty-error", "completed", "failed", "unknown-not-started"],
+)
+def test_openai_video_objects(body, status, progress, error):
+    """``/v1/videos`` objects: status, progress and error; an empty error is no failure."""
+    task = Task.from_response(body)
+    assert task == Task(id="video_68f0a1b2c3d4", status=status, raw_status=body["status"],
+                        progress=progress, model="sora-2", created_at=CREATED, error=error)
+    assert task.video_url is None  # the bytes are at /v1/videos/{id}/content
+
+
+def test_kling_openai_video_timestamps_are_milliseconds():
+    """Kling's ``/v1/videos`` answers carry created_at (and completed_at) in milliseconds."""
+    body = {"id": "831922345719271497", "task_id": "831922345719271497", "object": "video",
+            "model": "kling-v2-1", "status": "completed", "progress": 100,
+            "created_at": 1762010621323, "completed_at": 1762010921323}
+    task = Task.from_response(body)
+    assert (task.id, task.status, task.created_at, task.updated_at) == (
+        "831922345719271497", Status.COMPLETED, CREATED_MS, None)
+
+
+@pytest.mark.parametrize(
+    ("word", "status"),
+    [("NOT_START", Status.QUEUED), ("SUBMITTED", Status.QUEUED), ("QUEUED", Status.QUEUED),
+     ("IN_PROGRESS", Status.PROCESSING), ("SUCCESS", Status.COMPLETED),
+     ("FAILURE", Status.FAILED)],
+)
+def test_native_task_dto_with_integer_row_id(word, status):
+    """The native wrapper's TaskDto: an integer row id, the task id in ``data.task_id``."""
+    body = {"code": "success", "message": "", "data": {
+        "id": 48213, "task_id": "cgt-2025-x7k2p", "status": word, "progress": "30%",
+        "created_at": 1762010621, "updated_at": 1762010621323, "submit_time": 1762010621,
+        "finish_time": 0, "fail_reason": "", "result_url": "", "data": None,
+    }}
+    task = Task.from_response(body)
+    assert (task.id, task.status, task.raw_status) == ("cgt-2025-x7k2p", status, word)
+    assert (task.created_at, task.updated_at) == (CREATED, CREATED_MS)
+
+
+@pytest.mark.parametrize(
+    ("word", "status", "video_url", "error"),
+    [
+        ("queued", Status.QUEUED, None, None),
+        ("processing", Status.PROCESSING, None, None),
+        ("succeeded", Status.COMPLETED, VIDEO, None),
+        ("failed", Status.FAILED, None, "the input image did not pass moderation"),
+    ],
+)
+def test_second_native_shape(word, status, video_url, error):
+    """The lower-case native shape: ``url``, ``format``, ``metadata`` and an int-coded error."""
+    body: dict[str, Any] = {"task_id": "abcd1234efgh", "status": word}
+    if word == "succeeded":
+        body |= {"url": VIDEO, "format": "mp4", "metadata": {
+            "duration": 5.0, "fps": 30, "width": 1280, "height": 720, "seed": 20231234}}
+    if word == "failed":
+        body["error"] = {"code": 400, "message": "the input image did not pass moderation"}
+    task = Task.from_response(body)
+    assert (task.id, task.status, task.video_url, task.error) == (
+        "abcd1234efgh", status, video_url, error)
+
+
+@pytest.mark.parametrize(
+    ("word", "status"),
+    [("Preparing", Status.QUEUED), ("Queueing", Status.QUEUED),
+     ("Processing", Status.PROCESSING), ("Success", Status.COMPLETED), ("Fail", Status.FAILED)],
+)
+def test_hailuo_style_status_words(word, status):
+    """Hailuo/MiniMax answers: Preparing, Queueing, Processing, Success, Fail."""
+    body = {"task_id": "176843862716480", "status": word, "file_id": "",
+            "base_resp": {"status_code": 0, "status_msg": "success"}}
+    task = Task.from_response(body)
+    assert (task.id, task.status, task.raw_status) == ("176843862716480", status, word)
+    no_reason = "the gateway reported 'Fail' without a reason"  # base_resp says "success"
+    assert task.error == (no_reason if status is Status.FAILED else None)
+
+
+def test_hailuo_failure_reason_in_base_resp():
+    """A MiniMax ``base_resp`` with a non-zero status_code gives the failure reason."""
+    body = {"task_id": "1768", "status": "Fail",
+            "base_resp": {"status_code": 1026, "status_msg": "prompt contains sensitive words"}}
+    assert Task.from_response(body).error == "prompt contains sensitive words"
+    body["base_resp"] = {"status_code": 1026, "status_msg": ""}
+    assert Task.from_response(body).error == "error code 1026"
+
+
+# --- fact 1: what a video URL is --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [VIDEO, "http://cdn.example.com/x.mp4", "HTTPS://CDN.EXAMPLE.COM/X.MP4",
+     "/v1/videos/video_8b82/content", "//cdn.example/x.mp4", "https://[::1]:8443/x.mp4"],
+)
+def test_a_video_url_is_absolute_http_or_a_gateway_path(url):
+    """An http(s) URL with a host, a path on the gateway or a protocol-relative URL is kept."""
+    task = Task.from_response({"id": "t", "status": "completed", "video_url": f" {url} "})
+    assert task.video_url == url
+
+
+@pytest.mark.parametrize(
+    "text",
+    [TIMEOUT_ZH, TIMEOUT_EN, "cdn.example.com/x.mp4", "ftp://cdn.example.com/x.mp4",
+     "data:video/mp4;base64,AAAA", "https://", "https:///x.mp4", "//", "http://[::1/x.mp4",
+     "javascript:alert(1)", "null", "NULL"],
+)
+def test_text_that_is_no_url_is_never_the_video_url(text):
+    """A result field holding no http(s) URL or gateway path gives video_url None, even done."""
+    task = Task.from_response({"id": "t", "status": "completed", "video_url": text})
+    assert (task.status, task.video_url) == (Status.COMPLETED, None)
+
+
+@pytest.mark.parametrize(
+    "word", ["queued", "processing", "unknown", "failed", "cancelled", "in_progress", ""]
+)
+def test_only_a_completed_task_has_a_video_url(word):
+    """A URL in a result field of a task that is not COMPLETED is no video_url."""
+    body = {"id": "t", "status": word, "video_url": VIDEO, "data": {"result_url": VIDEO}}
+    task = Task.from_response(body)
+    assert task.status is not Status.COMPLETED
+    assert task.video_url is None
+
+
+# --- fact 2: failure text in result fields, success URLs in fail_reason -----------------------
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"video_url": TIMEOUT_ZH},
+        {"url": TIMEOUT_ZH},
+        {"result_url": TIMEOUT_ZH},
+        {"metadata": {"url": TIMEOUT_ZH}},
+        {"data": {"result_url": TIMEOUT_ZH}},
+        {"data": {"url": TIMEOUT_ZH}},
+        {"data": {"data": {"content": {"video_url": TIMEOUT_ZH}}}},
+        {"video_url": None, "metadata": {"url": TIMEOUT_ZH}, "error": {"message": "", "code": ""}},
+    ],
+    ids=["video_url", "url", "result_url", "metadata.url", "data.result_url", "data.url",
+         "data.data.content.video_url", "after-empty-error"],
+)
+def test_failure_text_in_a_result_field_is_the_error(fields):
+    """A failed task's non-URL text in a result field is its error, and no video_url."""
+    task = Task.from_response({"id": "t", "status": "failed", **fields})
+    assert (task.status, task.error, task.video_url) == (Status.FAILED, TIMEOUT_ZH, None)
+
+
+def test_failure_text_in_a_native_result_url():
+    """A native FAILURE whose ``data.result_url`` holds the timeout text reports that text."""
+    body = {"code": "success", "message": "", "data": {
+        "id": 7, "task_id": "n-1", "status": "FAILURE", "fail_reason": "",
+        "result_url": TIMEOUT_EN}}
+    task = Task.from_response(body)
+    assert (task.id, task.error, task.video_url) == ("n-1", TIMEOUT_EN, None)
+
+
+def test_a_reason_field_wins_over_text_in_a_result_field():
+    """fail_reason, error and the like come before a failure text found in a result field."""
+    body = {"id": "t", "status": "failed", "video_url": TIMEOUT_ZH, "fail_reason": "refused"}
+    assert Task.from_response(body).error == "refused"
+    body = {"id": "t", "status": "cancelled", "url": VIDEO, "metadata": {"url": TIMEOUT_EN}}
+    assert Task.from_response(body).error == TIMEOUT_EN  # the URL is no reason
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"metadata": {"fail_reason": "nsfw"}}, {"metadata": {"error": {"message": "nsfw"}}},
+     {"metadata": {"message": "nsfw"}}, {"data": {"message": "nsfw"}}, {"message": "nsfw"}],
+)
+def test_more_reason_fields(fields):
+    """metadata.*, data.message and the top-level message are reason fields too."""
+    assert Task.from_response({"id": "t", "status": "failed", **fields}).error == "nsfw"
+
+
+@pytest.mark.parametrize(
+    ("fields", "url"),
+    [
+        ({"fail_reason": VIDEO}, VIDEO),
+        ({"data": {"status": "SUCCESS", "fail_reason": VIDEO}}, VIDEO),
+        ({"fail_reason": "/v1/videos/t/content"}, "/v1/videos/t/content"),
+        ({"fail_reason": VIDEO, "video_url": "https://other.example/y.mp4"},
+         "https://other.example/y.mp4"),
+        ({"fail_reason": "all good"}, None),
+    ],
+    ids=["fail_reason", "native-data.fail_reason", "gateway-path", "another-url-wins", "text"],
+)
+def test_a_success_url_in_fail_reason_of_a_completed_task(fields, url):
+    """Older data: a COMPLETED task with no other URL has the URL kept in fail_reason."""
+    task = Task.from_response({"id": "t", "status": "success", **fields})
+    assert (task.status, task.video_url, task.error) == (Status.COMPLETED, url, None)
+
+
+# --- fact 3: completion is read from the status, never from a timestamp ------------------------
+
+
+@pytest.mark.parametrize("word", ["processing", "in_progress", "queued", "unknown", "IN_PROGRESS"])
+def test_completed_at_and_finish_time_never_end_a_task(word):
+    """A running task with completed_at and finish_time filled stays running; they are unread."""
+    body = {"id": "t", "status": word, "progress": 40, "completed_at": 1762010921,
+            "finish_time": 1762010921, "updated_at": 1762010621}
+    task = Task.from_response(body)
+    assert not task.terminal
+    assert task.status is status_of(word)
+    assert task.updated_at == CREATED  # from updated_at, not from completed_at
+
+
+# --- fact 4: milliseconds above 1e11, for every timestamp read ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "created", "updated"),
+    [
+        ({"created_at": 1762010621323}, CREATED_MS, None),
+        ({"updated_at": 1762010621323}, None, CREATED_MS),
+        ({"status_update_time": 1762010621323}, None, CREATED_MS),
+        ({"created_at": "1762010621323", "updated_at": 1762010621}, CREATED_MS, CREATED),
+        ({"data": {"task_id": "t", "created_at": 1762010621323, "updated_at": 1762010621}},
+         CREATED_MS, CREATED),
+        ({"created_at": 1762010621, "data": {"created_at": 1}}, CREATED, None),
+    ],
+    ids=["created_at", "updated_at", "status_update_time", "string-ms", "native-data",
+         "top-level-first"],
+)
+def test_every_timestamp_above_1e11_is_milliseconds(fields, created, updated):
+    """created_at, updated_at and status_update_time, top-level or in data: ms above 1e11."""
+    task = Task.from_response({"id": "t", **fields})
+    assert (task.created_at, task.updated_at) == (created, updated)
+
+
+# --- fact 5: integer error codes, the native wrapper's codes ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        ({"code": 0, "message": "upstream refused"}, "upstream refused"),
+        ({"code": "0", "message": "upstream refused"}, "upstream refused"),
+        ({"code": 1301, "message": ""}, "error code 1301"),
+        ({"code": "1301", "message": ""}, "1301"),
+        ({"code": 0, "message": ""}, None),
+        ({"code": "0", "message": "success"}, None),
+        ({"code": 500}, "error code 500"),
+        (500, "error code 500"),
+    ],
+)
+def test_integer_error_codes(error, reason):
+    """Error objects with integer or stringified codes; code 0 and "success" are no reason."""
+    task = Task.from_response({"id": "t", "status": "failed", "error": error})
+    assert task.error == (reason or "the gateway reported 'failed' without a reason")
+
+
+@pytest.mark.parametrize("code", ["success", 0, "0"])
+def test_the_native_wrapper_with_any_success_code(code):
+    """The native wrapper, code "success" or 0: data is read, its "success" is no reason."""
+    body = {"code": code, "message": "success", "data": {
+        "id": 12, "task_id": "cgt-1", "status": "FAILURE", "fail_reason": ""}}
+    task = Task.from_response(body)
+    assert (task.id, task.status) == ("cgt-1", Status.FAILED)
+    assert task.error == "the gateway reported 'FAILURE' without a reason"
+
+
+@pytest.mark.parametrize(
+    ("body", "ident"),
+    [
+        ({"code": 0, "data": {"id": 12, "task_id": "cgt-1"}}, "cgt-1"),
+        ({"id": 12, "task_id": "cgt-1", "status": "SUCCESS"}, "cgt-1"),
+        ({"id": 12, "data": {"task_id": "cgt-1"}}, "cgt-1"),
+        ({"id": 12, "status": "queued"}, "12"),
+    ],
+    ids=["wrapped", "unwrapped", "id-and-data.task_id", "only-a-number"],
+)
+def test_an_integer_row_id_never_beats_a_task_id(body, ident):
+    """An integer ``id`` is a database row: a task_id wins; alone it is the id, as a string."""
+    assert Task.from_response(body).id == ident
+
+
+# --- fact 6: status words, Veo steps -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("word", "status"),
+    [("NOT_START", Status.QUEUED), ("QUEUED", Status.QUEUED), ("queueing", Status.QUEUED),
+     ("preparing", Status.QUEUED), ("succeeded", Status.COMPLETED), ("Fail", Status.FAILED),
+     ("unknown", Status.UNKNOWN)],
+)
+def test_section_6_status_words(word, status):
+    """The words of PROTOCOL.md section 6 map as documented; ``unknown`` stays not terminal."""
+    assert status_of(word) is status
+    assert Task.from_response({"id": "t", "status": word}).status is status
+
+
+@pytest.mark.parametrize(
+    ("word", "upsample", "status"),
+    [
+        ("video_generation_completed", True, Status.PROCESSING),
+        ("video_generation_completed", "true", Status.PROCESSING),
+        ("video_upsampling", True, Status.PROCESSING),
+        ("video_upsampling_completed", True, Status.COMPLETED),
+        ("completed", True, Status.COMPLETED),
+        ("video_generation_completed", False, Status.COMPLETED),
+        ("video_generation_completed", "false", Status.COMPLETED),
+        ("video_generation_completed", None, Status.COMPLETED),
+    ],
+)
+def test_veo_steps_wait_for_upsampling_when_asked(word, upsample, status):
+    """With detail.input.enable_upsample, video_generation_completed is a step, not the end."""
+    body: dict[str, Any] = {"id": "v", "status": word, "video_url": VIDEO}
+    if upsample is not None:
+        body["detail"] = {"input": {"prompt": "x", "enable_upsample": upsample}}
+    task = Task.from_response(body)
+    assert task.status is status
+    assert task.video_url == (VIDEO if status is Status.COMPLETED else None)
+
+
+# --- fact 7: create answers without a status ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "ident"),
+    [
+        ({"task_id": "cgt-20260301-seed2"}, "cgt-20260301-seed2"),
+        ({"id": "831922345719271497", "task_id": "831922345719271497"}, "831922345719271497"),
+    ],
+    ids=["seedance-2", "kling-omni"],
+)
+def test_a_create_answer_without_a_status_is_accepted_and_unknown(body, ident):
+    """``{"task_id"}`` alone, or ``id`` equal to ``task_id``: an accepted task, status UNKNOWN."""
+    task = Task.from_response(body)
+    assert task == Task(id=ident, status=Status.UNKNOWN)
+    assert not task.terminal
+
+
 # --- properties -----------------------------------------------------------------------------
 
 KEYS = st.sampled_from([
     "id", "task_id", "status", "progress", "created_at", "status_update_time", "video_url",
     "url", "data", "metadata", "error", "fail_reason", "content", "result_url", "message",
-    "model", "updated_at",
+    "model", "updated_at", "detail", "input", "enable_upsample", "base_resp", "code",
+    "status_msg", "completed_at",
 ]) | st.text(max_size=8)
 SCALARS = (
     st.none() | st.booleans() | st.integers() | st.floats() | st.text()
     | st.sampled_from([
         "50%", "0", "completed", "FAILURE", "video_generation_completed", VIDEO,
         "2025-11-08T23:07:57.510141923+08:00", 1762010621323, 1762780400, 0, "",
+        "/v1/videos/t/content", "//cdn.example/x.mp4", TIMEOUT_ZH, TIMEOUT_EN, "SUCCESS",
+        "video_upsampling_completed", "success",
     ])
 )
 JSON = st.recursive(
@@ -550,7 +935,12 @@ def check_invariants(task: Task, body: dict[str, Any]) -> None:
     for instant in (task.created_at, task.updated_at):
         assert instant is None or instant.utcoffset() == timedelta(0)
     assert task.terminal is task.status.terminal
-    assert task.error is None or task.status in (Status.FAILED, Status.CANCELLED)
+    failed = task.status in (Status.FAILED, Status.CANCELLED)
+    assert (task.error is not None) is failed
+    assert task.error is None or (isinstance(task.error, str) and task.error)
+    assert task.video_url is None or task.status is Status.COMPLETED
+    assert task.video_url is None or task.video_url.lower().startswith(("http://", "https://", "/"))
+    assert task.video_url is None or not any(ch.isspace() for ch in task.video_url)
 
 
 @given(OBJECTS)
@@ -572,3 +962,17 @@ def test_any_json_object_with_a_task_id_gives_that_task(body):
     task = Task.from_response(body, task_id="x")
     assert task.id == "x"
     check_invariants(task, body)
+
+
+NOT_URLS = st.text(min_size=1).map(str.strip).filter(
+    lambda text: text and text.lower() != "null" and not text.startswith("/") and "://" not in text
+)
+
+
+@given(NOT_URLS, st.sampled_from(["video_url", "url", "result_url"]))
+def test_any_text_in_a_result_field_of_a_failed_task_is_its_error(text, field):
+    """Whatever non-URL text sits in a result field is a failed task's error, never its URL."""
+    failed = Task.from_response({"id": "t", "status": "failed", field: text})
+    done = Task.from_response({"id": "t", "status": "completed", field: text})
+    assert (failed.error, failed.video_url) == (text, None)
+    assert (done.status, done.video_url, done.error) == (Status.COMPLETED, None, None)

@@ -2,20 +2,43 @@
 
 :class:`Simulator` serves the gateway's routes and error shapes on loopback, with tasks that
 finish on their own after a drawn duration, result URLs on a separate expiring "CDN", a per-key
-rate limiter and scripted faults (error statuses, dropped connections, delays, truncated
+rate limiter, random conditions (sporadic 429s, storms, 5xx, dropped connections, slow answers,
+stuck tasks) and scripted faults (error statuses, dropped connections, delays, truncated
 downloads)::
 
     async with Simulator(duration=(0.1, 0.3), failure_rate=0.2, seed=7) as sim:
         ...  # a client pointed at sim.url with sim.api_key; then inspect sim.requests
 
+:data:`WORKLOADS` names real-world workloads (``sora``, ``veo-fast``, ``mixed``, each also with
+``+sporadic-429``, ``+storms`` or ``+faults``): job durations with long tails, progress
+patterns, the gateway's refresh period and faults, run ``time_scale`` times faster::
+
+    async with Simulator(workload="sora+faults", time_scale=40, seed=1) as sim:
+        print(sim.describe())
+
 From synchronous code, ``with Simulator().run_in_thread() as sim:``. Under pytest, the
 ``octovid_simulator`` fixture yields a started simulator, configured by the
 ``@pytest.mark.octovid_simulator(**options)`` marker. ``python -m octovid.testing`` serves one
-from the command line.
+from the command line (``--workload NAME --time-scale X``).
 
 This package does not depend on the octovid client: it only speaks HTTP.
 """
 
-from ._simulator import RequestRecord, SimTask, Simulator
+from ._faults import Conditions
+from ._simulator import RequestRecord, Simulator
+from ._tasks import Pattern, SimTask
+from ._workloads import CONDITIONS, JOBS, WORKLOADS, Jobs, Workload, kind_of
 
-__all__ = ["RequestRecord", "SimTask", "Simulator"]
+__all__ = [
+    "CONDITIONS",
+    "JOBS",
+    "WORKLOADS",
+    "Conditions",
+    "Jobs",
+    "Pattern",
+    "RequestRecord",
+    "SimTask",
+    "Simulator",
+    "Workload",
+    "kind_of",
+]

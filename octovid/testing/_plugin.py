@@ -6,6 +6,10 @@ tests and async tests under any async plugin alike::
     @pytest.mark.octovid_simulator(duration=(0.1, 0.2), failure_rate=0.5)
     def test_something(octovid_simulator):
         ...  # octovid_simulator.url, octovid_simulator.api_key
+
+    @pytest.mark.octovid_simulator(workload="sora+faults", time_scale=40, seed=1)
+    def test_on_a_real_world_workload(octovid_simulator):
+        ...  # octovid_simulator.describe() names what ran
 """
 
 from __future__ import annotations

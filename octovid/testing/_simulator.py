@@ -1,9 +1,11 @@
-"""A local imitation of the octopusx gateway, for tests, benchmarks and demos.
+"""The simulated gateway: the :class:`Simulator` app, its routes, its tasks, its introspection.
 
 The simulator answers on two sites: the gateway (``url``), with the unified, OpenAI-format and
 native task routes and their error shapes, and a "CDN" (``cdn_url``) that serves the signed,
-expiring result URLs. Tasks run on real time: each gets a duration and an outcome when it is
-created, and every query renders its state in the shape of the family or route it is asked on.
+expiring result URLs. Each task gets its plan (duration, outcome, progress pattern) when it is
+created, and every query renders its state at that instant in the shape of the family or route
+it is asked on. Time is read through one clock, and every duration is divided by
+``time_scale``, so a workload of minutes runs in seconds.
 
 Nothing here binds an event loop before :meth:`Simulator.start`, and every request costs O(1).
 """
@@ -13,104 +15,80 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import datetime
-import functools
 import hashlib
-import hmac
-import importlib.resources
 import json
 import math
 import random
-import re
-import secrets
 import threading
 import time
-import uuid
-from collections.abc import Awaitable, Callable, Collection, Iterator
-from http import HTTPStatus
+from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
 from types import TracebackType
-from typing import Any, Literal, Self, TypeVar, get_args
-from urllib.parse import quote
+from typing import Any, Literal, Self, TypeVar
 
 import attrs
 from aiohttp import web
 
-__all__ = ["RequestRecord", "SimTask", "Simulator"]
+from ._faults import (
+    Conditions,
+    Fault,
+    FaultRoute,
+    LimitBody,
+    RateLimit,
+    Script,
+    Spoiler,
+    Storms,
+    error_response,
+    too_many,
+)
+from ._faults import retry_after as _retry_after
+from ._media import CDN_PATH, Signer, access_denied, sample_video, send_video
+from ._shapes import (
+    CREATE_ROUTES,
+    POLL_AFTER,
+    REQUEST_ID,
+    STATUS,
+    UNIFIED_CREATE,
+    UNIFIED_QUERY,
+    Reply,
+    Route,
+    gateway_error,
+    json_response,
+    native_task,
+    new_ulid,
+    new_uuid,
+    openai_video,
+    request_id,
+    task_error,
+)
+from ._tasks import (
+    FAILURE_REASONS,
+    Family,
+    Pattern,
+    SimTask,
+    Steps,
+    View,
+    draw_steps,
+    family_of,
+    view,
+    visible_after,
+)
+from ._workloads import WORKLOADS, Jobs, Workload, kind_of
 
-Route = Literal[
-    "create",
-    "query",
-    "content",
-    "videos_create",
-    "videos_query",
-    "native_create",
-    "native_query",
-    "cdn",
-    "other",
-]
-"""The name under which a request is recorded, one per route of the two sites."""
+__all__ = ["RequestRecord", "Simulator"]
 
-FaultRoute = Literal[
-    "create",
-    "query",
-    "content",
-    "videos_create",
-    "videos_query",
-    "native_create",
-    "native_query",
-    "cdn",
-    "any",
-]
-"""The routes a fault can target: ``"any"`` is every gateway route (not the CDN)."""
-
-Family = Literal["veo", "sora", "grok", "vidu", "jimeng"]
-Outcome = Literal["completed", "failed"]
-_Phase = Literal["unknown", "queued", "running", "completed", "failed"]
-
-_FAMILIES: tuple[Family, ...] = get_args(Family)
-_PHASES: tuple[_Phase, ...] = get_args(_Phase)
-_CREATE_ROUTES = frozenset({"create", "videos_create", "native_create"})
-_REQUEST_ID = "X-Oneapi-Request-Id"
 _MAX_BODY = 8 * 1024 * 1024
-_CHUNK = 64 * 1024
 _VEO_SIZES = frozenset({"720x1280", "1280x720"})
-_FAILURE_REASONS = (
-    "content policy violation",
-    "upstream generation error",
-    "upstream task timed out",
-)
-# "Upstream load saturated, try later", as the gateway words it.
-_SATURATED = "当前分组上游负载已饱和，请稍后再试"  # noqa: RUF001
-_CST = datetime.timezone(datetime.timedelta(hours=8))  # the offset the upstreams report in
-_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
-_CDN_PATH = re.compile(r"/v/(.+)\.mp4")
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
-_NGINX_PAGE = (
-    "<html>\r\n<head><title>{0}</title></head>\r\n<body>\r\n<center><h1>{0}</h1></center>\r\n"
-    "<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
-)
-_S3_ERROR = (
-    '<?xml version="1.0" encoding="UTF-8"?>'
-    "<Error><Code>AccessDenied</Code><Message>{}</Message></Error>"
-)
-
-
-@functools.cache
-def _sample_video() -> bytes:
-    # sample.mp4 is 1 s of a test pattern, 96x64, H.264, made once with the ffmpeg of the
-    # imageio-ffmpeg wheel:
-    #   ffmpeg -f lavfi -i testsrc2=size=96x64:rate=12:duration=1 -c:v libx264 -preset veryslow
-    #     -crf 35 -pix_fmt yuv420p -movflags +faststart -an -map_metadata -1
-    #     -fflags +bitexact -flags:v +bitexact sample.mp4
-    return importlib.resources.files(__package__).joinpath("sample.mp4").read_bytes()
+_URL_VALID = 12 * 3600.0  # how long a result URL is valid when url_ttl is None
+_EXPIRES_IN = 86400.0  # an OpenAI video's expires_at, after its creation
+_DEFAULT_DURATION = (1.0, 3.0)
 
 
 @attrs.frozen
 class RequestRecord:
     """One request as the simulator saw it; ``status`` is 0 if the connection was dropped."""
 
-    at: float  # time.monotonic() on arrival
-    wall: float  # time.time() on arrival
+    at: float  # the simulator's clock on arrival
+    wall: float  # the simulator's wall time on arrival
     method: str
     path: str
     route: Route
@@ -121,328 +99,17 @@ class RequestRecord:
 
 
 @attrs.define
-class SimTask:
-    """A task of the simulator: its plan, and how often it was polled."""
-
-    id: str  # the id the create answer gave
-    family: Family
-    model: str
-    body: dict[str, Any]  # the create body, as sent
-    created: float  # time.monotonic()
-    wall_created: float  # time.time()
-    duration: float  # seconds from create to the terminal state
-    outcome: Outcome
-    reason: str | None  # the failure reason, if the outcome is "failed"
-    terminal_at: float  # time.monotonic() from which queries see the end; inf if stalled
-    wall_terminal_at: float  # the same instant in time.time()
-    upstream_id: str | None = None  # the other id the gateway reports: Veo query id, Grok task_id
-    polls: int = 0  # queries, on any query route
-    polls_after_terminal: int = 0  # queries answered once the end was visible
-
-
-@attrs.frozen
-class _View:
-    """The state of a task as one query sees it."""
-
-    phase: _Phase
-    fraction: float  # of the work done, 0 to 1
-    wall: float  # time.time() of the state seen: status_update_time
-
-
-@attrs.define
-class _Fault:
-    """A fault scripted by :meth:`Simulator.inject`."""
-
-    status: int | None
-    body: Literal["json", "html", "empty"]
-    code: str
-    message: str
-    drop: Literal["before", "after"] | None
-    delay: float
-    truncate: int | None
-    times: int  # requests left to spoil
-
-
-@attrs.define
 class _Exchange:
     """What the handling of one request learns, for its record."""
 
     rid: str  # the request id; "" on the CDN, which sends none
     task_id: str | None = None
-    fault: _Fault | None = None
+    fault: Fault | None = None
     dropped: bool = False
-
-
-class _Reply(Exception):
-    """Raised by a handler to answer at once with ``response``."""
-
-    def __init__(self, response: web.Response) -> None:
-        super().__init__(response.status)
-        self.response = response
 
 
 _Handler = Callable[[web.Request, _Exchange], Awaitable[web.StreamResponse]]
 _T = TypeVar("_T")
-
-
-def _task_error(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> web.Response:
-    """The task routes' error shape."""
-    return _json(status, {"code": code, "message": message, "data": None}, headers)
-
-
-def _gateway_error(
-    rid: str, status: int, message: str, code: str, headers: dict[str, str] | None = None
-) -> web.Response:
-    """The auth and routing layer's error shape."""
-    error = {"message": f"{message} (request id: {rid})", "type": "new_api_error", "code": code}
-    return _json(status, {"error": error}, headers)
-
-
-def _json(status: int, payload: object, headers: dict[str, str] | None = None) -> web.Response:
-    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
-    return web.Response(status=status, text=text, content_type="application/json", headers=headers)
-
-
-def _access_denied(message: str) -> web.Response:
-    body = _S3_ERROR.format(message).encode()
-    return web.Response(status=403, body=body, content_type="application/xml")
-
-
-def _request_id() -> str:
-    return time.strftime("%Y%m%d%H%M%S") + secrets.token_hex(8)
-
-
-def _uuid(rng: random.Random) -> str:
-    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
-
-
-def _ulid(rng: random.Random) -> str:
-    """26 lower-case Crockford base32 characters: 48 bits of milliseconds, 80 random bits."""
-    value = (time.time_ns() // 1_000_000) << 80 | rng.getrandbits(80)
-    return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -5, -5))
-
-
-def _rfc3339(wall: float) -> str:
-    """``2025-11-08T23:07:57.510141923+08:00``: nanoseconds and the +08:00 offset."""
-    seconds = math.floor(wall)
-    stamp = datetime.datetime.fromtimestamp(seconds, _CST).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{stamp}.{round((wall - seconds) * 1e9) % 1_000_000_000:09d}+08:00"
-
-
-def _ms(wall: float) -> int:
-    return int(wall * 1000)
-
-
-def _percent(view: _View) -> int:
-    return int(view.fraction * 100)
-
-
-def _family(model: str) -> Family | None:
-    lowered = model.lower()
-    return next((family for family in _FAMILIES if lowered.startswith(family)), None)
-
-
-def _byte_range(header: str, size: int) -> tuple[int, int] | None:
-    """Parse ``bytes=N-``, ``bytes=N-M`` or ``bytes=-N`` into a half-open ``(start, end)``.
-
-    Returns None for a header to ignore (malformed, or several ranges), as RFC 9110 allows, and
-    an empty range (``start >= end``) for an unsatisfiable one.
-    """
-    match = _RANGE.fullmatch(header.strip())
-    if match is None or match[1] == match[2] == "":
-        return None
-    if match[1] == "":  # the last N bytes
-        return max(size - int(match[2]), 0), size
-    start = int(match[1])
-    if match[2] == "":
-        return start, size
-    if int(match[2]) < start:
-        return None
-    return start, min(int(match[2]) + 1, size)
-
-
-# What each family or route calls each phase. Sora says "pending" before "queued"; OpenAI has
-# no "unknown", so the gateway reports such a task as queued there.
-_STATUS_TABLE = """
-        unknown  queued      running      completed  failed
-sora    unknown  queued      in_progress  completed  failed
-grok    unknown  processing  processing   completed  failed
-vidu    unknown  processing  processing   success    failure
-jimeng  unknown  in_queue    running      done       failed
-openai  queued   queued      in_progress  completed  failed
-native  UNKNOWN  SUBMITTED   IN_PROGRESS  SUCCESS    FAILURE
-"""
-_STATUS: dict[str, dict[_Phase, str]] = {
-    name: dict(zip(_PHASES, words, strict=True))
-    for name, *words in (line.split() for line in _STATUS_TABLE.strip().splitlines()[1:])
-}
-
-
-def _veo_status(task: SimTask, view: _View) -> str:
-    if view.phase == "running":
-        steps = ["video_generating", "video_generation_completed"]
-        if task.body.get("images"):
-            steps.insert(0, "image_downloading")
-        if task.body.get("enable_upsample") is True:
-            steps += ["video_upsampling", "video_upsampling_completed"]
-        return steps[min(int((view.fraction - 0.1) / 0.9 * len(steps)), len(steps) - 1)]
-    return {
-        "unknown": "unknown",
-        "queued": "pending",
-        "completed": "completed",
-        "failed": "video_generation_failed",
-    }[view.phase]
-
-
-def _veo_create(task: SimTask) -> dict[str, Any]:
-    return {
-        "id": task.id,
-        "object": "video",
-        "model": task.model,
-        "status": "queued",
-        "progress": 0,
-        "created_at": int(task.wall_created),
-        "size": task.body.get("size", "720x1280"),
-        "detail": {"input": task.body},
-        "status_update_time": int(task.wall_created),
-    }
-
-
-def _veo_query(task: SimTask, view: _View, url: str | None) -> dict[str, Any]:
-    payload = {
-        "id": task.upstream_id,
-        "status": _veo_status(task, view),
-        "video_url": url,
-        "enhanced_prompt": "",
-        "status_update_time": _ms(view.wall),
-    }
-    if view.phase == "failed":
-        payload["fail_reason"] = task.reason
-    return payload
-
-
-def _sora_create(task: SimTask) -> dict[str, Any]:
-    return {"id": task.id, "status": "pending", "status_update_time": _ms(task.wall_created)}
-
-
-def _sora_query(task: SimTask, view: _View, url: str | None) -> dict[str, Any]:
-    status = _STATUS["sora"][view.phase]
-    if view.phase == "queued" and view.fraction < 0.05:
-        status = "pending"
-    payload = {
-        "id": task.id,
-        "object": "video",
-        "model": task.model,
-        "status": status,
-        "progress": str(_percent(view)),
-        "created_at": int(task.wall_created),
-        "size": task.body.get("size") or "small",
-        "status_update_time": _ms(view.wall),
-        "detail": {"input": task.body},
-        "error": {"message": "", "code": ""},
-    }
-    if view.phase == "completed":
-        payload["video_url"] = url
-    elif view.phase == "failed":
-        payload["error"] = {"message": task.reason, "code": "generation_failed"}
-    return payload
-
-
-def _grok_create(task: SimTask) -> dict[str, Any]:
-    return {
-        "id": task.id,
-        "status": "processing",
-        "status_update_time": int(task.wall_created),
-        "task_id": task.upstream_id,
-        "created_at": _rfc3339(task.wall_created),
-    }
-
-
-def _grok_query(task: SimTask, view: _View, url: str | None) -> dict[str, Any]:
-    payload = {
-        "id": task.id,
-        "status": _STATUS["grok"][view.phase],
-        "video_url": url,
-        "status_update_time": int(view.wall),
-        "progress": _percent(view),
-    }
-    if view.phase == "failed":
-        payload["fail_reason"] = task.reason
-    return payload
-
-
-def _bare_create(task: SimTask) -> dict[str, Any]:
-    """Vidu and Jimeng: no ``id``, only ``task_id``."""
-    return {"created_at": _rfc3339(task.wall_created), "status": "processing", "task_id": task.id}
-
-
-def _vidu_query(task: SimTask, view: _View, url: str | None) -> dict[str, Any]:
-    payload: dict[str, Any] = {
-        "id": task.id,
-        "status": _STATUS["vidu"][view.phase],
-        "progress": _percent(view),
-        "created_at": int(task.wall_created),
-    }
-    if view.phase == "completed":
-        payload["url"] = url
-    elif view.phase == "failed":
-        payload["data"] = {"error": task.reason}
-    return payload
-
-
-def _jimeng_query(task: SimTask, view: _View, url: str | None) -> dict[str, Any]:
-    payload: dict[str, Any] = {
-        "id": task.id,
-        "status": _STATUS["jimeng"][view.phase],
-        "progress": f"{_percent(view)}%",
-        "created_at": int(task.wall_created),
-    }
-    if view.phase == "completed":
-        payload["data"] = {"url": url}
-    elif view.phase == "failed":
-        payload["data"] = {"fail_reason": task.reason}
-    return payload
-
-
-_UNIFIED_CREATE: dict[Family, Callable[[SimTask], dict[str, Any]]] = {
-    "veo": _veo_create,
-    "sora": _sora_create,
-    "grok": _grok_create,
-    "vidu": _bare_create,
-    "jimeng": _bare_create,
-}
-_UNIFIED_QUERY: dict[Family, Callable[[SimTask, _View, str | None], dict[str, Any]]] = {
-    "veo": _veo_query,
-    "sora": _sora_query,
-    "grok": _grok_query,
-    "vidu": _vidu_query,
-    "jimeng": _jimeng_query,
-}
-
-
-def _openai_video(task: SimTask, view: _View) -> dict[str, Any]:
-    completed = view.phase == "completed"
-    return {
-        "id": task.id,
-        "object": "video",
-        "model": task.model,
-        "status": _STATUS["openai"][view.phase],
-        "progress": _percent(view),
-        "created_at": int(task.wall_created),
-        "completed_at": int(task.wall_terminal_at) if completed else None,
-        "expires_at": int(task.wall_created) + 86400 if completed else None,
-        "seconds": str(task.body.get("seconds", "4")),
-        "size": str(task.body.get("size") or "720x1280"),
-        "quality": "standard",
-        "error": (
-            {"code": "generation_failed", "message": task.reason}
-            if view.phase == "failed"
-            else None
-        ),
-        "remixed_from_video_id": None,
-    }
 
 
 async def _read_json(request: web.Request) -> dict[str, Any]:
@@ -451,9 +118,9 @@ async def _read_json(request: web.Request) -> dict[str, Any]:
     try:
         value = json.loads(body)
     except ValueError as exc:
-        raise _Reply(_task_error(400, "invalid_json", f"invalid request body: {exc}")) from None
+        raise Reply(task_error(400, "invalid_json", f"invalid request body: {exc}")) from None
     if not isinstance(value, dict):
-        raise _Reply(_task_error(400, "invalid_json", "request body must be a JSON object"))
+        raise Reply(task_error(400, "invalid_json", "request body must be a JSON object"))
     return value
 
 
@@ -482,53 +149,86 @@ async def _read(request: web.Request, read: Callable[[], Awaitable[_T]]) -> _T:
         return await read()
     except web.HTTPRequestEntityTooLarge:
         message = "read request body failed: http: request body too large"
-        raise _Reply(_task_error(413, "read_request_body_failed", message)) from None
+        raise Reply(task_error(413, "read_request_body_failed", message)) from None
 
 
 class Simulator:
-    """A local imitation of the octopusx gateway, on loopback, with scripted faults.
+    """A local imitation of the octopusx gateway, on loopback, with real-world faults.
 
     Use it as an async context manager, or from synchronous code with :meth:`run_in_thread`::
 
         async with Simulator(duration=(0.2, 0.5), failure_rate=0.1, seed=1) as sim:
             ...  # point a client at sim.url with sim.api_key
 
+        async with Simulator(workload="sora+faults", time_scale=40, seed=1) as sim:
+            ...  # Sora's minutes in seconds, with WORKLOADS.md's faults; sim.describe()
+
     Args:
         api_key: the bearer key to accept; None accepts any non-empty key.
         host: the address both sites bind to.
         port: the gateway's port (0: any free port). The CDN always takes a free port.
-        seed: seeds the durations, outcomes and ids, for reproducible runs.
+        seed: seeds the durations, outcomes, patterns, ids and every random fault.
+        clock: a zero-argument callable returning monotonic seconds, read for every instant
+            (durations, refresh ticks, the rate limit's window, storms, URL expiry, request
+            records). Wall times in answers follow it from the wall time at :meth:`start`.
+        time_scale: divides every duration the simulator is given (task durations, refresh,
+            unknown_for, queue phases, latency, slow_delay, not_found_for, storms, the rate
+            limit's window, url_ttl, injected delays, Retry-After and poll-after values), so
+            that a workload's minutes run in seconds.
+        workload: a :class:`~octovid.testing.Workload`, or its name in ``WORKLOADS``: draws
+            each task's duration, outcome, progress pattern, refresh and "unknown" period from
+            the workload's entry for the model's kind, and takes the workload's conditions. It
+            excludes ``duration``, ``failure_rate``, ``refresh``, ``unknown_for`` and the
+            condition options (change those with ``Workload.with_conditions``).
         duration: seconds from create to the terminal state: ``(min, max)`` drawn uniformly,
             or a callable ``(model, rng) -> seconds``.
         failure_rate: the fraction of tasks that end failed, with a reason.
         refresh: the gateway's state refresh period: queries see a task as it was at the last
-            tick (every ``refresh`` seconds since its creation); 0 shows the live state.
+            tick (every ``refresh`` seconds since its creation; since :meth:`start` for a
+            workload's tasks); 0 shows the live state.
         unknown_for: queries within this many seconds of a create report status "unknown".
         rate_limit: ``(requests, window)`` allowed per key over every gateway route, as a
-            sliding-window log; refused requests do not count. Checked after authentication.
-        rate_limit_body: the body of a 429: "json" (``token_concurrency_limit_reached``),
-            "task" (``fail_to_fetch_task``) or "empty".
-        retry_after: if set, 429s carry ``Retry-After`` (whole seconds, rounded up).
+            sliding-window log; requests it refuses do not count. Checked after
+            authentication, before anything else.
+        rate_limit_body: the body of the limit's and the storms' 429s: "json"
+            (``token_concurrency_limit_reached``), "task" (``fail_to_fetch_task``) or "empty".
+        retry_after: if set, the limit's and the storms' 429s carry ``Retry-After`` (whole
+            seconds, rounded up, then time-scaled).
         latency: seconds added before every gateway answer.
         url_ttl: result URLs expire this many seconds after they are issued (rounded up to the
             whole second of their ``expires``); None: valid for 12 h and never checked.
         quota: the number of creates allowed, then 403 ``insufficient_user_quota``.
         video: the bytes served as every video; by default a 1 s, 96x64 H.264 MP4.
+        poll_after_ms: if set, answers of ``GET /v1/videos/{id}`` carry the header
+            ``openai-poll-after-ms`` with this value (time-scaled), as the official OpenAI
+            client expects.
+        sporadic_429, sporadic_429_creates_only, sporadic_retry_after,
+        sporadic_retry_after_value, storms, error_rate, drop_before_rate, drop_after_rate,
+        slow_rate, slow_delay, not_found_for, stuck_rate: the random conditions, all off by
+            default: see :class:`~octovid.testing.Conditions`.
 
-    Introspection (``requests``, ``tasks``, ``rate_limited``, ``creates_per_body``,
-    ``max_rate``) and scripting (``inject``, ``finish``, ``stall``) are plain data-structure
-    operations, safe to use from the thread that called :meth:`run_in_thread`.
+    Introspection (``requests``, ``tasks``, ``rate_limited``, ``faults_served``,
+    ``creates_per_body``, ``max_rate``, ``describe``) and scripting (``inject``, ``finish``,
+    ``stall``, ``storm``) are plain data-structure operations, safe to use from the thread that
+    called :meth:`run_in_thread`.
     """
 
     __slots__ = (
         "_aliases",
         "_api_key",
         "_bodies",
+        "_clock",
+        "_conditions",
         "_duration",
+        "_epoch",
         "_failure_rate",
-        "_faults",
+        "_fault_rng",
         "_host",
+        "_jobs",
         "_latency",
+        "_limit",
+        "_not_found_for",
+        "_poll_after",
         "_port",
         "_quota",
         "_rate_limit",
@@ -537,12 +237,20 @@ class Simulator:
         "_retry_after",
         "_rng",
         "_runners",
-        "_secret",
+        "_scale",
+        "_script",
+        "_seed",
+        "_signer",
+        "_slow_delay",
+        "_spoiler",
+        "_storms",
         "_unknown_for",
         "_url_ttl",
         "_urls",
         "_video",
-        "_windows",
+        "_wall_epoch",
+        "_workload",
+        "faults_served",
         "rate_limited",
         "requests",
         "tasks",
@@ -555,17 +263,33 @@ class Simulator:
         host: str = "127.0.0.1",
         port: int = 0,
         seed: int | None = None,
-        duration: tuple[float, float] | Callable[[str, random.Random], float] = (1.0, 3.0),
+        clock: Callable[[], float] = time.monotonic,
+        time_scale: float = 1.0,
+        workload: Workload | str | None = None,
+        duration: tuple[float, float] | Callable[[str, random.Random], float] = _DEFAULT_DURATION,
         failure_rate: float = 0.0,
         refresh: float = 0.0,
         unknown_for: float = 0.0,
         rate_limit: tuple[int, float] | None = None,
-        rate_limit_body: Literal["json", "task", "empty"] = "json",
+        rate_limit_body: LimitBody = "json",
         retry_after: float | None = None,
         latency: float = 0.0,
         url_ttl: float | None = None,
         quota: int | None = None,
         video: bytes | None = None,
+        poll_after_ms: int | None = None,
+        sporadic_429: float = 0.0,
+        sporadic_429_creates_only: bool = False,
+        sporadic_retry_after: float = 0.0,
+        sporadic_retry_after_value: float = 1.0,
+        storms: Sequence[tuple[float, float]] = (),
+        error_rate: float = 0.0,
+        drop_before_rate: float = 0.0,
+        drop_after_rate: float = 0.0,
+        slow_rate: float = 0.0,
+        slow_delay: float = 30.0,
+        not_found_for: float = 0.0,
+        stuck_rate: float = 0.0,
     ) -> None:
         if isinstance(duration, tuple) and not 0 <= duration[0] <= duration[1]:
             raise ValueError(f"duration must be (min, max) with 0 <= min <= max, not {duration}")
@@ -577,42 +301,98 @@ class Simulator:
             raise ValueError(f"rate_limit_body must be json, task or empty: {rate_limit_body!r}")
         if min(refresh, unknown_for, latency) < 0:
             raise ValueError("refresh, unknown_for and latency must not be negative")
+        if not time_scale > 0 or math.isinf(time_scale):
+            raise ValueError(f"time_scale must be a positive number, not {time_scale}")
+        if poll_after_ms is not None and poll_after_ms < 0:
+            raise ValueError(f"poll_after_ms must not be negative, not {poll_after_ms}")
+        conditions = Conditions(
+            sporadic_429=sporadic_429,
+            sporadic_429_creates_only=sporadic_429_creates_only,
+            sporadic_retry_after=sporadic_retry_after,
+            sporadic_retry_after_value=sporadic_retry_after_value,
+            storms=storms,
+            error_rate=error_rate,
+            drop_before_rate=drop_before_rate,
+            drop_after_rate=drop_after_rate,
+            slow_rate=slow_rate,
+            slow_delay=slow_delay,
+            not_found_for=not_found_for,
+            stuck_rate=stuck_rate,
+        )
+        if isinstance(workload, str):
+            if workload not in WORKLOADS:
+                raise ValueError(f"unknown workload {workload!r}: one of {', '.join(WORKLOADS)}")
+            workload = WORKLOADS[workload]
+        if workload is not None:
+            if (duration, failure_rate, refresh, unknown_for) != (_DEFAULT_DURATION, 0, 0, 0):
+                raise ValueError(
+                    "a workload draws durations, failures, refresh and unknown_for itself"
+                )
+            if conditions != Conditions():
+                raise ValueError(
+                    "a workload brings its conditions: change them with "
+                    "workload.with_conditions(...)"
+                )
+            conditions = workload.conditions
+        scale = time_scale
         self._api_key = api_key
         self._host = host
         self._port = port
+        self._seed = seed
         self._rng = random.Random(seed)
+        # Faults draw from their own stream, so that turning them on leaves the tasks' plans.
+        self._fault_rng = random.Random(None if seed is None else f"{seed}/faults")
+        self._clock = clock
+        self._epoch = clock()
+        self._wall_epoch = time.time()
+        self._scale = scale
+        self._workload = workload
+        self._jobs: dict[str, Jobs] = {} if workload is None else dict(workload.jobs)
         self._duration = duration
         self._failure_rate = failure_rate
-        self._refresh = refresh
-        self._unknown_for = unknown_for
+        self._refresh = refresh / scale
+        self._unknown_for = unknown_for / scale
         self._rate_limit = rate_limit
-        self._rate_limit_body = rate_limit_body
-        self._retry_after = retry_after
-        self._latency = latency
-        self._url_ttl = url_ttl
+        self._limit = None
+        if rate_limit is not None:
+            self._limit = RateLimit(rate_limit[0], rate_limit[1] / scale)
+        self._rate_limit_body: LimitBody = rate_limit_body
+        self._retry_after = None if retry_after is None else _retry_after(retry_after, scale)
+        self._latency = latency / scale
+        self._url_ttl = None if url_ttl is None else url_ttl / scale
         self._quota = quota
-        self._video = _sample_video() if video is None else video
-        self._secret = secrets.token_bytes(16)
+        self._video = sample_video() if video is None else video
+        self._poll_after = None
+        if poll_after_ms is not None:
+            scaled = round(poll_after_ms / scale)
+            self._poll_after = str(max(scaled, 1) if poll_after_ms else 0)
+        self._conditions = conditions
+        self._spoiler = Spoiler(conditions, self._fault_rng)
+        self._slow_delay = conditions.slow_delay / scale
+        self._not_found_for = conditions.not_found_for / scale
+        self._storms = Storms()
+        self._script = Script()
+        self._signer = Signer()
         self._runners: list[web.AppRunner] = []
         self._urls: list[str] = []
         self._aliases: dict[str, SimTask] = {}
         self._bodies: collections.Counter[str] = collections.Counter()
-        self._faults: collections.defaultdict[str, collections.deque[_Fault]] = (
-            collections.defaultdict(collections.deque)
-        )
-        self._windows: collections.defaultdict[str, collections.deque[float]] = (
-            collections.defaultdict(collections.deque)
-        )
         self.requests: list[RequestRecord] = []
         """Every request, in the order they were answered (sort by ``at`` for arrivals)."""
         self.tasks: dict[str, SimTask] = {}
         """Every task, by the id its create answer gave."""
         self.rate_limited = 0
-        """The number of 429s sent by the rate limiter."""
+        """The number of 429s sent, whatever their cause."""
+        self.faults_served: collections.Counter[str] = collections.Counter()
+        """The faults served, by kind: "limit_429", "storm_429", "sporadic_429", "error",
+        "drop_before", "drop_after", "slow", "not_found", "stuck" (tasks) and "injected"."""
 
     def __repr__(self) -> str:
         where = self._urls[0] if self._urls else "not started"
-        return f"<Simulator {where} tasks={len(self.tasks)} requests={len(self.requests)}>"
+        workload = f" workload={self._workload.name}" if self._workload else ""
+        return (
+            f"<Simulator {where}{workload} tasks={len(self.tasks)} requests={len(self.requests)}>"
+        )
 
     @property
     def url(self) -> str:
@@ -629,15 +409,34 @@ class Simulator:
         """A key the simulator accepts."""
         return "sim-key" if self._api_key is None else self._api_key
 
+    @property
+    def time_scale(self) -> float:
+        """The factor every duration is divided by: multiply a measured time by it."""
+        return self._scale
+
+    @property
+    def workload(self) -> Workload | None:
+        """The workload the tasks are drawn from, if any."""
+        return self._workload
+
+    @property
+    def conditions(self) -> Conditions:
+        """The random conditions in force, in the workload's seconds."""
+        return self._conditions
+
     def _started_urls(self) -> list[str]:
         if not self._urls:
             raise RuntimeError("the simulator is not started")
         return self._urls
 
+    def _wall(self, now: float) -> float:
+        """The wall time of the clock's instant ``now``."""
+        return self._wall_epoch + (now - self._epoch)
+
     # Lifecycle
 
     async def start(self) -> None:
-        """Bind both sites and start serving."""
+        """Bind both sites and start serving; scheduled storms count from now."""
         if self._runners:
             raise RuntimeError("the simulator is already started")
         gateway = web.Application(client_max_size=_MAX_BODY)
@@ -668,6 +467,9 @@ class Simulator:
             await self.close()
             raise
         self._urls = urls
+        self._epoch, self._wall_epoch = self._clock(), time.time()
+        for offset, length in self._conditions.storms:
+            self._storms.add(self._epoch + offset / self._scale, length / self._scale)
 
     async def close(self) -> None:
         """Stop serving; a no-op if not started."""
@@ -719,7 +521,8 @@ class Simulator:
         truncate: int | None = None,
         times: int = 1,
     ) -> None:
-        """Spoil the next ``times`` requests of ``route`` that pass authentication and the limiter.
+        """Spoil the next ``times`` requests of ``route`` that pass authentication, the limiter
+        and any storm.
 
         Args:
             route: the route to spoil; faults for a route are used before faults for "any".
@@ -728,32 +531,37 @@ class Simulator:
             drop: close the connection without an answer, "before" doing anything, or (creates
                 only; "any" drops other routes before) "after" creating the task exactly as a
                 normal create would.
-            delay: seconds to wait before answering. A create creates its task first.
+            delay: seconds (time-scaled) to wait before answering. A create creates its task
+                first.
             truncate: (content and cdn) send the headers with the full ``Content-Length``, then
                 only this many bytes of the body, then close the connection.
             times: how many requests to spoil.
 
+        A scripted fault takes the place of the random conditions for its request.
         aiohttp's client resends an idempotent request (GET) once when a reused connection
         drops: give a dropped GET ``times=2`` for such a client to see the disconnect.
         """
-        if route not in get_args(FaultRoute):
-            raise ValueError(f"unknown route {route!r}")
-        if status is not None:
-            HTTPStatus(status)  # raises ValueError for a status no client would understand
-            if drop is not None:
-                raise ValueError("status and drop exclude each other")
-        if body not in ("json", "html", "empty"):
-            raise ValueError(f"body must be json, html or empty, not {body!r}")
-        if drop not in (None, "before", "after"):
-            raise ValueError(f"drop must be None, 'before' or 'after', not {drop!r}")
-        if drop == "after" and route not in _CREATE_ROUTES | {"any"}:
-            raise ValueError('drop="after" is for create routes')
-        if truncate is not None and (route not in ("content", "cdn") or truncate < 0):
-            raise ValueError("truncate is a number of bytes, for the content and cdn routes")
-        if times < 1:
-            raise ValueError(f"times must be at least 1, not {times}")
-        fault = _Fault(status, body, code, message, drop, delay, truncate, times)
-        self._faults[route].append(fault)
+        self._script.add(
+            route,
+            status=status,
+            body=body,
+            code=code,
+            message=message,
+            drop=drop,
+            delay=delay / self._scale,
+            truncate=truncate,
+            times=times,
+        )
+
+    def storm(self, duration: float) -> None:
+        """Answer every gateway request 429 for the next ``duration`` seconds (time-scaled).
+
+        The refusal is decided when the answer is sent, so requests that arrived just before
+        and are still being handled (``latency``, slow answers) are refused too.
+        """
+        if not duration > 0:
+            raise ValueError(f"a storm lasts a positive duration, not {duration}")
+        self._storms.add(self._clock(), duration / self._scale)
 
     def finish(self, task_id: str, *, fail: str | None = None) -> None:
         """Make a task terminal now: completed, or failed with the reason ``fail``.
@@ -766,9 +574,9 @@ class Simulator:
             task.outcome, task.reason = "completed", None
         else:
             task.outcome, task.reason = "failed", fail
-        now = time.monotonic()
+        now = self._clock()
         if now < task.terminal_at:
-            task.terminal_at, task.wall_terminal_at = now, time.time()
+            task.terminal_at, task.wall_terminal_at = now, self._wall(now)
 
     def stall(self, task_id: str) -> None:
         """Make a task never finish (until :meth:`finish`); KeyError for an unknown id."""
@@ -782,6 +590,24 @@ class Simulator:
         return task
 
     # Introspection
+
+    def describe(self) -> str:
+        """One line saying what this simulator runs: workload or options, conditions, scale."""
+        if self._workload is not None:
+            what = f"workload {self._workload.name}"
+        elif callable(self._duration):
+            what = f"custom durations, failure rate {self._failure_rate:g}"
+        else:
+            low, high = self._duration
+            what = f"durations {low:g}-{high:g} s, failure rate {self._failure_rate:g}"
+            if self._refresh or self._unknown_for:
+                what += f", refresh {self._refresh * self._scale:g} s"
+                what += f", unknown for {self._unknown_for * self._scale:g} s"
+        parts = [what, self._conditions.describe()]
+        if self._rate_limit is not None:
+            parts.append(f"rate limit {self._rate_limit[0]}/{self._rate_limit[1]:g} s")
+        parts.append(f"time scale {self._scale:g}, seed {self._seed}")
+        return "; ".join(parts)
 
     def creates_per_body(self) -> dict[str, int]:
         """The number of tasks created from each body, keyed by its canonical JSON."""
@@ -801,7 +627,7 @@ class Simulator:
             most = max(most, last - first + 1)
         return most
 
-    # The request pipeline: record, authenticate, limit, spoil, handle.
+    # The request pipeline: record, authenticate, limit, storm, spoil, handle.
 
     def _endpoint(
         self, route: Route, handler: _Handler
@@ -814,16 +640,19 @@ class Simulator:
     async def _serve(
         self, route: Route, handler: _Handler, request: web.Request
     ) -> web.StreamResponse:
-        at, wall = time.monotonic(), time.time()
-        x = _Exchange("" if route == "cdn" else _request_id())
+        at = self._clock()
+        wall = self._wall(at)
+        x = _Exchange("" if route == "cdn" else request_id(wall))
         status = 500  # what aiohttp answers if the handler raises
         try:
             response = await self._answer(route, handler, request, x)
             if x.rid and not response.prepared:
-                response.headers[_REQUEST_ID] = x.rid
+                response.headers[REQUEST_ID] = x.rid
             status = 0 if x.dropped else response.status
             return response
         finally:
+            if status == 429:
+                self.rate_limited += 1
             headers = request.headers
             self.requests.append(
                 RequestRecord(
@@ -842,23 +671,57 @@ class Simulator:
     async def _answer(
         self, route: Route, handler: _Handler, request: web.Request, x: _Exchange
     ) -> web.StreamResponse:
-        if x.rid:  # the gateway, not the CDN
-            refusal = self._refuse(request, x.rid)
-            if self._latency:
-                await asyncio.sleep(self._latency)
-            if refusal is not None:
-                return refusal
-        fault = x.fault = self._take_fault(route)
+        if not x.rid:  # the CDN: only scripted faults
+            x.fault = self._script.take(route)
+            return await self._scripted(route, handler, request, x)
+        refusal = self._refuse(request, x.rid)
+        if self._latency:
+            await asyncio.sleep(self._latency)
+        if refusal is not None:
+            return refusal
+        if self._storms.active(self._clock()):  # decided at answer time
+            return self._storm_429(x)
+        x.fault = self._script.take(route)
+        if x.fault is not None:
+            self.faults_served["injected"] += 1
+            return await self._scripted(route, handler, request, x)
+        spoil = self._spoiler.draw(route)
+        if spoil is None:
+            return await self._handle(handler, request, x)
+        self.faults_served[spoil] += 1
+        if spoil == "sporadic_429":
+            return self._spoiler.sporadic_429(self._scale)
+        if spoil == "error":
+            return self._spoiler.error()
+        if spoil == "drop_before":
+            return self._hang_up(request, x)
+        if spoil == "drop_after":
+            await self._handle(handler, request, x)  # created and billed; the answer is lost
+            return self._hang_up(request, x)
+        if route in CREATE_ROUTES:  # slow: the gateway accepts the task before the delay
+            response = await self._handle(handler, request, x)
+            await asyncio.sleep(self._slow_delay)
+            return response
+        await asyncio.sleep(self._slow_delay)
+        if self._storms.active(self._clock()):
+            return self._storm_429(x)
+        return await self._handle(handler, request, x)
+
+    async def _scripted(
+        self, route: Route, handler: _Handler, request: web.Request, x: _Exchange
+    ) -> web.StreamResponse:
+        """Answer with the request's scripted fault, if it has one."""
+        fault = x.fault
         if fault is None:
             return await self._handle(handler, request, x)
         response = None
-        if route in _CREATE_ROUTES and fault.status is None and fault.drop != "before":
+        if route in CREATE_ROUTES and fault.status is None and fault.drop != "before":
             # The gateway accepts the task before the delay or the drop: the client cannot know.
             response = await self._handle(handler, request, x)
         if fault.delay:
             await asyncio.sleep(fault.delay)
         if fault.status is not None:
-            return self._fault_response(fault)
+            return error_response(fault.status, fault.body, fault.code, fault.message)
         if fault.drop is not None:
             return self._hang_up(request, x)
         if response is None:
@@ -869,7 +732,7 @@ class Simulator:
     async def _handle(handler: _Handler, request: web.Request, x: _Exchange) -> web.StreamResponse:
         try:
             return await handler(request, x)
-        except _Reply as reply:
+        except Reply as reply:
             return reply.response
 
     def _refuse(self, request: web.Request, rid: str) -> web.Response | None:
@@ -877,49 +740,19 @@ class Simulator:
         scheme, _, key = request.headers.get("Authorization", "").partition(" ")
         key = key.strip()
         if scheme.lower() != "bearer" or not key or self._api_key not in (None, key):
-            return _gateway_error(rid, 401, "Invalid token", "")
-        if self._rate_limit is None:
+            return gateway_error(rid, 401, "Invalid token", "")
+        if self._limit is None or self._limit.admit(key, self._clock()):
             return None
-        limit, window = self._rate_limit
-        now = time.monotonic()
-        log = self._windows[key]
-        while log and log[0] <= now - window:
-            log.popleft()
-        if len(log) < limit:
-            log.append(now)
-            return None
-        self.rate_limited += 1
-        headers = {}
-        if self._retry_after is not None:
-            headers["Retry-After"] = str(math.ceil(self._retry_after))
-        if self._rate_limit_body == "json":
-            return _gateway_error(rid, 429, _SATURATED, "token_concurrency_limit_reached", headers)
-        if self._rate_limit_body == "task":
-            return _task_error(429, "fail_to_fetch_task", _SATURATED, headers)
-        return web.Response(status=429, headers=headers)
+        self.faults_served["limit_429"] += 1
+        return self._too_many(rid)
 
-    def _take_fault(self, route: Route) -> _Fault | None:
-        for target in (route,) if route == "cdn" else (route, "any"):
-            queue = self._faults.get(target)
-            if queue:
-                fault = queue[0]
-                fault.times -= 1
-                if not fault.times:
-                    queue.popleft()
-                return fault
-        return None
+    def _storm_429(self, x: _Exchange) -> web.Response:
+        self.faults_served["storm_429"] += 1
+        return self._too_many(x.rid)
 
-    @staticmethod
-    def _fault_response(fault: _Fault) -> web.Response:
-        assert fault.status is not None
-        phrase = HTTPStatus(fault.status).phrase
-        if fault.body == "html":
-            page = _NGINX_PAGE.format(f"{fault.status} {phrase}")
-            return web.Response(status=fault.status, text=page, content_type="text/html")
-        if fault.body == "empty":
-            return web.Response(status=fault.status)
-        code = fault.code or "do_request_failed"
-        return _task_error(fault.status, code, fault.message or phrase)
+    def _too_many(self, rid: str) -> web.Response:
+        headers = {} if self._retry_after is None else {"Retry-After": self._retry_after}
+        return too_many(self._rate_limit_body, rid, headers)
 
     @staticmethod
     def _hang_up(request: web.Request, x: _Exchange) -> web.StreamResponse:
@@ -942,21 +775,21 @@ class Simulator:
         """Validate a create body and take one unit of quota: the family and model to create."""
         model = body.get("model", default_model)
         if not isinstance(model, str) or not model:
-            raise _Reply(_task_error(400, "missing_model", "model is required"))
-        family = _family(model)
+            raise Reply(task_error(400, "missing_model", "model is required"))
+        family = family_of(model)
         if family is None:
             message = f"No available channel for model {model} under group default"
-            raise _Reply(_gateway_error(x.rid, 503, message, "model_not_found"))
+            raise Reply(gateway_error(x.rid, 503, message, "model_not_found"))
         prompt = body.get("prompt")
         if not isinstance(prompt, str) or not prompt:
-            raise _Reply(_task_error(400, "invalid_request", "prompt is required"))
+            raise Reply(task_error(400, "invalid_request", "prompt is required"))
         if family == "veo" and body.get("size", "720x1280") not in _VEO_SIZES:
             message = f"invalid size {body['size']!r}: use 720x1280 or 1280x720"
-            raise _Reply(_task_error(400, "invalid_size", message))
+            raise Reply(task_error(400, "invalid_size", message))
         if self._quota is not None:
             if self._quota <= 0:
                 message = "user quota is not enough"
-                raise _Reply(_gateway_error(x.rid, 403, message, "insufficient_user_quota"))
+                raise Reply(gateway_error(x.rid, 403, message, "insufficient_user_quota"))
             self._quota -= 1
         return family, model
 
@@ -970,33 +803,57 @@ class Simulator:
         body: dict[str, Any],
         upstream_id: str | None = None,
     ) -> SimTask:
-        """Register a new task, with its drawn duration and outcome."""
-        rng = self._rng
-        if callable(self._duration):
-            duration = self._duration(model, rng)
+        """Register a new task, with its drawn plan: duration, outcome, progress pattern."""
+        rng, scale = self._rng, self._scale
+        now = self._clock()
+        wall = self._wall(now)
+        kind = kind_of(model) if self._workload else None
+        jobs = None if kind is None else self._jobs[kind]
+        pattern: Pattern = "linear"
+        steps = Steps()
+        if jobs is None:
+            if callable(self._duration):
+                duration = self._duration(model, rng) / scale
+            else:
+                duration = rng.uniform(*self._duration) / scale
+            failed = rng.random() < self._failure_rate
+            refresh, unknown_for, ticks_from = self._refresh, self._unknown_for, now
         else:
-            duration = rng.uniform(*self._duration)
-        failed = rng.random() < self._failure_rate
-        # A refreshed gateway shows the end at the first tick after it; "unknown" hides it.
-        visible_after = duration
-        if self._refresh:
-            visible_after = math.ceil(duration / self._refresh) * self._refresh
-        visible_after = max(visible_after, self._unknown_for)
-        created, wall = time.monotonic(), time.time()
+            duration = jobs.draw_duration(rng) / scale
+            failed = rng.random() < jobs.failure_rate
+            pattern = jobs.draw_pattern(rng)
+            steps = draw_steps(pattern, duration, rng)
+            refresh, unknown_for = jobs.refresh / scale, jobs.unknown_for / scale
+            ticks_from = self._epoch  # the gateway refreshes every task on one grid
+        reason = rng.choice(FAILURE_REASONS) if failed else None
+        visible = visible_after(duration, refresh, ticks_from, now, unknown_for)
         task = SimTask(
             id=task_id,
             family=family,
             model=model,
             body=body,
-            created=created,
+            created=now,
             wall_created=wall,
             duration=duration,
             outcome="failed" if failed else "completed",
-            reason=rng.choice(_FAILURE_REASONS) if failed else None,
-            terminal_at=created + visible_after,
-            wall_terminal_at=wall + visible_after,
+            reason=reason,
+            terminal_at=now + visible,
+            wall_terminal_at=wall + visible,
             upstream_id=upstream_id,
+            pattern=pattern,
+            refresh=refresh,
+            ticks_from=ticks_from,
+            unknown_for=unknown_for,
+            queued_for=steps.queued_for,
+            step_at=steps.step_at,
+            step_level=steps.step_level,
+            stall_for=steps.stall_for,
         )
+        stuck_rate = self._conditions.stuck_rate
+        if stuck_rate and self._fault_rng.random() < stuck_rate:
+            task.frozen_after = self._fault_rng.uniform(0.2, 0.8) * duration
+            task.terminal_at = task.wall_terminal_at = math.inf
+            self.faults_served["stuck"] += 1
         self.tasks[task_id] = task
         if family == "grok" and upstream_id is not None:
             self._aliases[upstream_id] = task
@@ -1012,42 +869,29 @@ class Simulator:
         x.task_id = task_id
         task = self._lookup(task_id)
         if task is None:
-            raise _Reply(_task_error(400, "task_not_exist", "task_not_exist"))
+            raise Reply(task_error(400, "task_not_exist", "task_not_exist"))
         x.task_id = task.id
+        if self._not_found_for and self._clock() - task.created < self._not_found_for:
+            self.faults_served["not_found"] += 1
+            raise Reply(task_error(400, "task_not_exist", "task_not_exist"))
         return task
 
-    def _view(self, task: SimTask, now: float) -> _View:
-        if now >= task.terminal_at:
-            return _View(task.outcome, 1.0, task.wall_terminal_at)
-        elapsed = now - task.created
-        if elapsed < self._unknown_for:
-            return _View("unknown", 0.0, task.wall_created)
-        if self._refresh:
-            elapsed -= elapsed % self._refresh
-        fraction = min(elapsed / task.duration if task.duration else 1.0, 0.99)
-        phase: _Phase = "queued" if fraction < 0.1 else "running"
-        return _View(phase, fraction, task.wall_created + elapsed)
-
-    def _poll(self, task: SimTask) -> _View:
+    def _poll(self, task: SimTask) -> View:
         """The state a query sees, counted as a poll."""
-        now = time.monotonic()
+        now = self._clock()
         task.polls += 1
         if now >= task.terminal_at:
             task.polls_after_terminal += 1
-        return self._view(task, now)
+        return view(task, now)
 
     def _result_url(self, task: SimTask) -> str:
         """A freshly signed CDN URL for a completed task's video."""
+        wall = self._wall(self._clock())
         if self._url_ttl is None:
-            expires = int(time.time()) + 12 * 3600
+            expires = int(wall + _URL_VALID / self._scale)
         else:
-            expires = math.ceil(time.time() + self._url_ttl)
-        name = quote(task.id, safe="")
-        return f"{self.cdn_url}/v/{name}.mp4?expires={expires}&sig={self._sign(task.id, expires)}"
-
-    def _sign(self, task_id: str, expires: int) -> str:
-        message = f"{task_id}\n{expires}".encode()
-        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()[:32]
+            expires = math.ceil(wall + self._url_ttl)
+        return self._signer.url(self.cdn_url, task.id, expires)
 
     # Gateway handlers
 
@@ -1057,40 +901,44 @@ class Simulator:
         rng = self._rng
         upstream_id = None
         if family == "veo":
-            task_id, upstream_id = f"video_{_uuid(rng)}", f"task_{_ulid(rng)}"
+            wall = self._wall(self._clock())
+            task_id, upstream_id = f"video_{new_uuid(rng)}", f"task_{new_ulid(rng, wall)}"
         elif family == "sora":
-            task_id = f"{model}:task_{_ulid(rng)}"
+            task_id = f"{model}:task_{new_ulid(rng, self._wall(self._clock()))}"
         elif family == "grok":
-            task_id, upstream_id = f"grok:{_uuid(rng)}", _uuid(rng)
+            task_id, upstream_id = f"grok:{new_uuid(rng)}", new_uuid(rng)
         else:
-            task_id = _uuid(rng)
+            task_id = new_uuid(rng)
         task = self._add_task(
             x, task_id=task_id, family=family, model=model, body=body, upstream_id=upstream_id
         )
-        return _json(200, _UNIFIED_CREATE[family](task))
+        return json_response(200, UNIFIED_CREATE[family](task))
 
     async def _query(self, request: web.Request, x: _Exchange) -> web.StreamResponse:
         task_id = request.query.get("id")
         if not task_id:
-            raise _Reply(_task_error(400, "invalid_request", "id is required"))
+            raise Reply(task_error(400, "invalid_request", "id is required"))
         task = self._find(x, task_id)
-        view = self._poll(task)
-        url = self._result_url(task) if view.phase == "completed" else None
-        return _json(200, _UNIFIED_QUERY[task.family](task, view, url))
+        seen = self._poll(task)
+        url = self._result_url(task) if seen.phase == "completed" else None
+        return json_response(200, UNIFIED_QUERY[task.family](task, seen, url))
 
     async def _content(self, request: web.Request, x: _Exchange) -> web.StreamResponse:
         task_id = x.task_id = request.match_info["task_id"]
         task = self._lookup(task_id)
         if task is None:
             error = {"message": "Task not found", "type": "invalid_request_error"}
-            return _json(404, {"error": error})
+            return json_response(404, {"error": error})
         x.task_id = task.id
-        phase = self._view(task, time.monotonic()).phase
+        phase = view(task, self._clock()).phase
         if phase != "completed":
-            status = _STATUS["native"][phase]
+            status = STATUS["native"][phase]
             message = f"Task is not completed yet, current status: {status}"
-            return _json(400, {"error": {"message": message, "type": "invalid_request_error"}})
-        return await self._send_video(request, x)
+            return json_response(
+                400, {"error": {"message": message, "type": "invalid_request_error"}}
+            )
+        truncate = x.fault.truncate if x.fault is not None else None
+        return await send_video(request, self._video, x.rid, truncate)
 
     async def _videos_create(self, request: web.Request, x: _Exchange) -> web.StreamResponse:
         if request.content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
@@ -1100,83 +948,44 @@ class Simulator:
         family, model = self._admit(x, body, default_model="sora-2")
         task_id = f"video_{self._rng.getrandbits(128):032x}"
         task = self._add_task(x, task_id=task_id, family=family, model=model, body=body)
-        return _json(200, _openai_video(task, _View("queued", 0.0, task.wall_created)))
+        created = View("queued", 0.0, task.wall_created)
+        return json_response(200, openai_video(task, created, _EXPIRES_IN / self._scale))
 
     async def _videos_query(self, request: web.Request, x: _Exchange) -> web.StreamResponse:
         task = self._find(x, request.match_info["task_id"])
-        return _json(200, _openai_video(task, self._poll(task)))
+        video = openai_video(task, self._poll(task), _EXPIRES_IN / self._scale)
+        headers = None if self._poll_after is None else {POLL_AFTER: self._poll_after}
+        return json_response(200, video, headers)
 
     async def _native_create(self, request: web.Request, x: _Exchange) -> web.StreamResponse:
         body = await _read_json(request)
         family, model = self._admit(x, body)
-        task_id = _uuid(self._rng)
+        task_id = new_uuid(self._rng)
         task = self._add_task(x, task_id=task_id, family=family, model=model, body=body)
-        return _json(200, {"code": "success", "message": "", "data": {"task_id": task.id}})
+        return json_response(200, {"code": "success", "message": "", "data": {"task_id": task.id}})
 
     async def _native_query(self, request: web.Request, x: _Exchange) -> web.StreamResponse:
         task = self._find(x, request.match_info["task_id"])
-        view = self._poll(task)
-        url = self._result_url(task) if view.phase == "completed" else None
-        data = {
-            "task_id": task.id,
-            "status": _STATUS["native"][view.phase],
-            "progress": f"{_percent(view)}%",
-            "fail_reason": task.reason if view.phase == "failed" else "",
-            "result_url": url or "",
-            "data": {"content": {"video_url": url}} if url else {},
-        }
-        return _json(200, {"code": "success", "message": "", "data": data})
+        seen = self._poll(task)
+        url = self._result_url(task) if seen.phase == "completed" else None
+        return json_response(200, native_task(task, seen, url))
 
     async def _invalid_url(self, request: web.Request, x: _Exchange) -> web.StreamResponse:
         message = f"Invalid URL ({request.method} {request.path})"
         error = {"message": message, "type": "invalid_request_error", "code": ""}
-        return _json(404, {"error": error})
+        return json_response(404, {"error": error})
 
     # The CDN
 
     async def _cdn(self, request: web.Request, x: _Exchange) -> web.StreamResponse:
-        match = _CDN_PATH.fullmatch(request.path)
+        match = CDN_PATH.fullmatch(request.path)
         if request.method != "GET" or match is None:
-            return _access_denied("Access Denied")
+            return access_denied("Access Denied")
         task_id = x.task_id = match[1]
         expires, signature = request.query.get("expires", ""), request.query.get("sig", "")
-        if (
-            not expires.isdigit()
-            or not hmac.compare_digest(signature, self._sign(task_id, int(expires)))
-            or task_id not in self.tasks
-        ):
-            return _access_denied("Access Denied")
-        if time.time() >= int(expires):
-            return _access_denied("Request has expired")
-        return await self._send_video(request, x)
-
-    # Bodies
-
-    async def _send_video(self, request: web.Request, x: _Exchange) -> web.StreamResponse:
-        """Stream the video, or the part of it that a ``Range`` header asks for."""
-        data, headers = self._video, {"Accept-Ranges": "bytes"}
-        if x.rid:
-            headers[_REQUEST_ID] = x.rid
-        start, end, status = 0, len(data), 200
-        span = _byte_range(request.headers.get("Range", ""), len(data))
-        if span is not None:
-            start, end = span
-            if start >= end:
-                headers["Content-Range"] = f"bytes */{len(data)}"
-                return web.Response(status=416, headers=headers)
-            status = 206
-            headers["Content-Range"] = f"bytes {start}-{end - 1}/{len(data)}"
-        response = web.StreamResponse(status=status, headers=headers)
-        response.content_type = "video/mp4"
-        response.content_length = end - start
-        await response.prepare(request)
+        if not self._signer.valid(task_id, expires, signature) or task_id not in self.tasks:
+            return access_denied("Access Denied")
+        if self._wall(self._clock()) >= int(expires):
+            return access_denied("Request has expired")
         truncate = x.fault.truncate if x.fault is not None else None
-        stop = end if truncate is None else min(end, start + truncate)
-        view = memoryview(data)
-        for offset in range(start, stop, _CHUNK):
-            await response.write(view[offset : min(offset + _CHUNK, stop)])
-        if truncate is not None and request.transport is not None:
-            request.transport.close()  # the rest of Content-Length never comes
-        else:
-            await response.write_eof()
-        return response
+        return await send_video(request, self._video, x.rid, truncate)

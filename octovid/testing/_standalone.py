@@ -9,6 +9,7 @@ import signal
 import sys
 
 from ._simulator import Simulator
+from ._workloads import CONDITIONS, WORKLOADS
 
 
 def _rate_limit(text: str) -> tuple[int, float]:
@@ -18,6 +19,22 @@ def _rate_limit(text: str) -> tuple[int, float]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected N/WINDOW, e.g. 10/1, not {text!r}") from None
     return limit
+
+
+def _workload(text: str) -> str:
+    if text not in WORKLOADS:
+        raise argparse.ArgumentTypeError(f"unknown workload {text!r}")
+    return text
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, not {text!r}")
+    return value
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
@@ -44,6 +61,22 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     add("--rate-limit", type=_rate_limit, metavar="N/WINDOW", help="requests per window per key")
     add("--retry-after", type=float, help="send Retry-After with 429s, seconds")
     add("--url-ttl", type=float, help="seconds a result URL stays valid")
+    bases = ", ".join(name for name in WORKLOADS if "+" not in name)
+    add(
+        "--workload",
+        type=_workload,
+        metavar="NAME",
+        help=f"a real-world workload: {bases}, optionally with +{', +'.join(CONDITIONS)} "
+        "(in place of --duration, --failure-rate, --refresh and --unknown-for)",
+    )
+    add(
+        "--time-scale",
+        type=_positive,
+        default=1.0,
+        metavar="X",
+        help="divide every duration by X, so minutes run in seconds (default: 1)",
+    )
+    add("--poll-after-ms", type=int, help="send openai-poll-after-ms on GET /v1/videos/{id}")
     return parser
 
 
@@ -58,6 +91,8 @@ async def _serve(simulator: Simulator) -> None:
             f"octovid simulator listening on {simulator.url} (api key: {simulator.api_key})",
             flush=True,
         )
+        if simulator.workload is not None:
+            print(f"octovid simulator running {simulator.describe()}", flush=True)
         await stop.wait()
 
 
@@ -65,6 +100,19 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m octovid.testin
     """Run the simulator from the command line until SIGINT or SIGTERM; return the exit code."""
     parser = _parser(prog)
     args = parser.parse_args(argv)
+    if args.workload is not None:
+        given = [
+            flag
+            for flag, value, default in (
+                ("--duration", tuple(args.duration), (1.0, 3.0)),
+                ("--failure-rate", args.failure_rate, 0.0),
+                ("--refresh", args.refresh, 0.0),
+                ("--unknown-for", args.unknown_for, 0.0),
+            )
+            if value != default
+        ]
+        if given:
+            parser.error(f"--workload draws its own tasks: drop {', '.join(given)}")
     try:
         simulator = Simulator(
             api_key=args.api_key or None,
@@ -78,6 +126,9 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m octovid.testin
             rate_limit=args.rate_limit,
             retry_after=args.retry_after,
             url_ttl=args.url_ttl,
+            workload=args.workload,
+            time_scale=args.time_scale,
+            poll_after_ms=args.poll_after_ms,
         )
     except ValueError as exc:
         parser.error(str(exc))

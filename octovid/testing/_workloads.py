@@ -1,0 +1,289 @@
+"""Real-world workloads for the simulator: how long jobs take, how they report, what goes wrong.
+
+:data:`JOBS` holds the behaviour of each kind of job at the gateway (a duration distribution
+with a long tail, progress patterns, refresh period, the "unknown" period, failure rate), drawn
+from the figures in WORKLOADS.md. A :class:`Workload` is that table, the models a client sends,
+and the :class:`Conditions` of the run. :data:`WORKLOADS` names the presets: one per kind,
+``mixed``, and each of them with each condition set of :data:`CONDITIONS` (``sora+faults``).
+
+Every figure here is in the workload's seconds; ``Simulator(time_scale=...)`` divides them all.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from ._faults import Conditions
+from ._tasks import PATTERNS, Pattern, family_of
+
+
+def kind_of(model: str) -> str | None:
+    """The kind of job a model makes: its family, with Veo's fast models apart ("veo-fast")."""
+    family = family_of(model)
+    if family == "veo" and "fast" in model.lower():
+        return "veo-fast"
+    return family
+
+
+def _patterns(
+    value: Mapping[Pattern, float] | tuple[tuple[Pattern, float], ...],
+) -> tuple[tuple[Pattern, float], ...]:
+    pairs = tuple(value.items()) if isinstance(value, Mapping) else tuple(value)
+    return tuple((pattern, float(weight)) for pattern, weight in pairs)
+
+
+@attrs.frozen(kw_only=True)
+class Jobs:
+    """How the jobs of one kind behave at the gateway, in the workload's seconds.
+
+    Attributes:
+        typical: the typical duration range, create to the end: the 10th and 90th percentiles
+            of the distribution.
+        tail: the longest a job takes.
+        tail_share: the share of jobs drawn uniformly between ``typical[1]`` and ``tail`` (busy
+            hours, long queues); the rest is log-normal, fitted so that the whole keeps
+            ``typical`` as its 10th-90th percentiles, and clipped at ``tail``.
+        patterns: progress patterns with their weights.
+        refresh: the gateway's state refresh period (0: fetched live from the upstream).
+        unknown_for: seconds after create in which queries report "unknown".
+        failure_rate: the share of jobs that end failed.
+    """
+
+    typical: tuple[float, float]
+    tail: float
+    patterns: tuple[tuple[Pattern, float], ...] = attrs.field(converter=_patterns)
+    refresh: float = 15.0
+    unknown_for: float = 15.0
+    failure_rate: float = 0.03
+    tail_share: float = 0.03
+
+    def __attrs_post_init__(self) -> None:
+        low, high = self.typical
+        if not 0 < low < high <= self.tail:
+            raise ValueError(f"need 0 < typical low < high <= tail, not {self.typical}, {self}")
+        if not 0 <= self.tail_share < 0.1:
+            raise ValueError(f"tail_share must be in [0, 0.1), not {self.tail_share}")
+        if not self.patterns or any(
+            pattern not in PATTERNS or weight <= 0 for pattern, weight in self.patterns
+        ):
+            raise ValueError(f"patterns must be known patterns with positive weights: {self}")
+        if min(self.refresh, self.unknown_for) < 0 or not 0 <= self.failure_rate <= 1:
+            raise ValueError(f"refresh, unknown_for or failure_rate out of range: {self}")
+
+    def draw_duration(self, rng: random.Random) -> float:
+        """A job's duration in seconds: log-normal within ``typical``, a long tail beyond."""
+        if rng.random() < self.tail_share:
+            return rng.uniform(self.typical[1], self.tail)
+        mu, sigma = self._log_normal()
+        return min(rng.lognormvariate(mu, sigma), self.tail)
+
+    def draw_pattern(self, rng: random.Random) -> Pattern:
+        """A progress pattern, by the weights."""
+        patterns = [pattern for pattern, _ in self.patterns]
+        return rng.choices(patterns, weights=[weight for _, weight in self.patterns])[0]
+
+    def _log_normal(self) -> tuple[float, float]:
+        """The log-normal's mu and sigma that put the mixture's p10 and p90 at ``typical``."""
+        low, high = self.typical
+        below = 0.1 / (1 - self.tail_share)  # of the log-normal part, under ``low``
+        above = (0.1 - self.tail_share) / (1 - self.tail_share)  # over ``high``
+        normal = statistics.NormalDist()
+        z_low, z_high = normal.inv_cdf(below), normal.inv_cdf(1 - above)
+        sigma = (math.log(high) - math.log(low)) / (z_high - z_low)
+        return math.log(low) - z_low * sigma, sigma
+
+
+_MINUTE = 60.0
+JOBS: dict[str, Jobs] = {
+    "veo-fast": Jobs(
+        typical=(30.0, 90.0),
+        tail=3 * _MINUTE,
+        patterns={"none": 1.0},
+        refresh=0.0,  # Veo tasks are fetched live from the upstream
+        unknown_for=0.0,
+    ),
+    "veo": Jobs(
+        typical=(1 * _MINUTE, 4 * _MINUTE),
+        tail=8 * _MINUTE,
+        patterns={"none": 1.0},
+        refresh=0.0,
+        unknown_for=0.0,
+    ),
+    "sora": Jobs(
+        typical=(2 * _MINUTE, 5 * _MINUTE),
+        tail=15 * _MINUTE,
+        patterns={"jumping": 0.5, "queued_then_rising": 0.3, "linear": 0.2},
+        failure_rate=0.05,
+    ),
+    "grok": Jobs(
+        typical=(30.0, 120.0),
+        tail=4 * _MINUTE,
+        patterns={"linear": 0.6, "queued_then_rising": 0.3, "stalling": 0.1},
+    ),
+    "vidu": Jobs(
+        typical=(30.0, 120.0),
+        tail=5 * _MINUTE,
+        patterns={"linear": 0.5, "queued_then_rising": 0.4, "stalling": 0.1},
+    ),
+    "jimeng": Jobs(
+        typical=(1 * _MINUTE, 3 * _MINUTE),
+        tail=6 * _MINUTE,
+        patterns={"linear": 0.4, "stalling": 0.4, "queued_then_rising": 0.2},
+    ),
+}
+"""The behaviour of each kind of job at the gateway (WORKLOADS.md's table)."""
+
+
+def _models(
+    value: Mapping[str, float] | tuple[tuple[str, float], ...],
+) -> tuple[tuple[str, float], ...]:
+    pairs = tuple(value.items()) if isinstance(value, Mapping) else tuple(value)
+    return tuple((model, float(weight)) for model, weight in pairs)
+
+
+def _jobs(
+    value: Mapping[str, Jobs] | tuple[tuple[str, Jobs], ...],
+) -> tuple[tuple[str, Jobs], ...]:
+    pairs = dict(value.items() if isinstance(value, Mapping) else value)
+    return tuple({**JOBS, **pairs}.items())
+
+
+@attrs.frozen(kw_only=True)
+class Workload:
+    """A named, real-world workload: how each kind of job behaves, what a client sends, faults.
+
+    Pass it to ``Simulator(workload=...)``, by itself or by its name in :data:`WORKLOADS`; the
+    simulator then draws each task's duration, outcome and progress pattern from the table
+    entry of its model's kind. Durations are in the workload's seconds: ``time_scale`` divides
+    them.
+
+    Attributes:
+        name: the preset's name, for reports (``sora``, ``mixed+faults``).
+        models: the models a client of this workload sends, with their weights: see
+            :meth:`bodies`. A client may send others: every kind has an entry in ``jobs``.
+        jobs: the behaviour of each kind of job (see :func:`kind_of`); kinds not given keep
+            the entry of :data:`JOBS`.
+        conditions: the random faults of the run.
+    """
+
+    name: str
+    models: tuple[tuple[str, float], ...] = attrs.field(converter=_models)
+    jobs: tuple[tuple[str, Jobs], ...] = attrs.field(default=(), converter=_jobs)
+    conditions: Conditions = attrs.field(factory=Conditions)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.models or any(
+            kind_of(model) is None or weight <= 0 for model, weight in self.models
+        ):
+            raise ValueError(f"models must be known models with positive weights: {self.models}")
+
+    def jobs_for(self, model: str) -> Jobs | None:
+        """The behaviour of ``model``'s jobs; None for a model of no family."""
+        kind = kind_of(model)
+        return None if kind is None else dict(self.jobs)[kind]
+
+    def with_conditions(
+        self, conditions: Conditions | str | None = None, /, **changes: Any
+    ) -> Workload:
+        """This workload under other conditions, named after them.
+
+        Args:
+            conditions: a :class:`Conditions`, or the name of a set in :data:`CONDITIONS`, in
+                place of the current ones; None keeps the current ones.
+            changes: fields of :class:`Conditions` to change on top.
+
+        ``WORKLOADS["sora"].with_conditions("faults")`` is ``WORKLOADS["sora+faults"]``, and
+        ``WORKLOADS["sora+faults"].with_conditions(stuck_rate=0.0)`` is named
+        ``sora+faults+stuck_rate=0.0``. Replaced conditions drop their name.
+        """
+        base_name = self.name.split("+", 1)[0]
+        if isinstance(conditions, str):
+            name, base = f"{base_name}+{conditions}", CONDITIONS[conditions]
+        elif conditions is not None:
+            name, base = f"{base_name}+{conditions.describe()}", conditions
+        else:
+            name, base = self.name, self.conditions
+        if changes:
+            name += "+" + ",".join(f"{key}={value}" for key, value in sorted(changes.items()))
+        return attrs.evolve(self, name=name, conditions=attrs.evolve(base, **changes))
+
+    def with_jobs(self, kind: str, **changes: Any) -> Workload:
+        """This workload with the entry of ``kind`` in ``jobs`` changed (``patterns=...``)."""
+        jobs = dict(self.jobs)
+        jobs[kind] = attrs.evolve(jobs[kind], **changes)
+        return attrs.evolve(self, jobs=jobs)
+
+    def bodies(self, count: int, *, seed: int | None = None) -> list[dict[str, Any]]:
+        """``count`` unified create bodies whose models follow the workload's weights."""
+        rng = random.Random(seed)
+        models = [model for model, _ in self.models]
+        weights = [weight for _, weight in self.models]
+        return [
+            {"model": model, "prompt": f"{self.name} job {index}", "images": []}
+            for index, model in enumerate(rng.choices(models, weights=weights, k=count))
+        ]
+
+    def describe(self) -> str:
+        """One line naming the workload and the conditions that are on."""
+        return f"{self.name}: {self.conditions.describe()}"
+
+
+CONDITIONS: dict[str, Conditions] = {
+    "sporadic-429": Conditions(sporadic_429=0.03),
+    "storms": Conditions(storms=((10.0, 1.5), (60.0, 2.0), (180.0, 1.0))),
+    # The run WORKLOADS.md describes: one create in twenty refused by a saturated upstream
+    # (two in five of those with Retry-After: 1), a storm, 5xx from a proxy, lost connections
+    # on both sides of the create, and tasks that never finish.
+    "faults": Conditions(
+        sporadic_429=0.05,
+        sporadic_429_creates_only=True,
+        sporadic_retry_after=0.4,
+        sporadic_retry_after_value=1.0,
+        storms=((10.0, 1.5),),
+        error_rate=0.03,
+        drop_before_rate=0.01,
+        drop_after_rate=0.01,
+        stuck_rate=0.01,
+    ),
+}
+"""Condition sets to run any workload under: ``WORKLOADS["<name>+<condition set>"]``."""
+
+_BASE = (
+    Workload(name="veo-fast", models={"veo3.1-fast": 0.7, "veo3-fast": 0.3}),
+    Workload(name="veo", models={"veo3.1": 0.6, "veo3.1-pro": 0.4}),
+    Workload(name="sora", models={"sora-2": 0.7, "sora-2-pro": 0.3}),
+    Workload(
+        name="grok",
+        models={"grok-video-3": 0.6, "grok-video-3-pro": 0.3, "grok-video-3-max": 0.1},
+    ),
+    Workload(name="vidu", models={"viduq2-pro": 0.4, "viduq2-turbo": 0.3, "viduq1": 0.3}),
+    Workload(name="jimeng", models={"jimeng-video-3.0": 0.7, "jimeng-video-2.0": 0.3}),
+    Workload(
+        name="mixed",
+        models={
+            "veo3.1-fast": 0.2,
+            "veo3.1": 0.1,
+            "sora-2": 0.25,
+            "grok-video-3": 0.15,
+            "viduq2-pro": 0.15,
+            "jimeng-video-3.0": 0.15,
+        },
+    ),
+)
+
+WORKLOADS: dict[str, Workload] = {
+    **{workload.name: workload for workload in _BASE},
+    **{
+        f"{workload.name}+{name}": workload.with_conditions(name)
+        for workload in _BASE
+        for name in CONDITIONS
+    },
+}
+"""The presets by name: ``veo-fast``, ``veo``, ``sora``, ``grok``, ``vidu``, ``jimeng``,
+``mixed`` (every family), and each of them ``+sporadic-429``, ``+storms`` or ``+faults``."""
