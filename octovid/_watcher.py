@@ -474,14 +474,17 @@ class Watcher:
                 finally:
                     self._wake = None
                 continue
-            slot = await self._gateway.acquire(Lane.QUERY)
-            entry = self._pop_due()
-            if entry is None:  # the due task was dropped while we waited
-                slot.refund()
-                continue
-            task = asyncio.ensure_future(self._poll(entry, slot))
-            self._poll_tasks.add(task)
-            task.add_done_callback(self._poll_tasks.discard)
+            self._dispatch(await self._gateway.acquire(Lane.QUERY))
+
+    def _dispatch(self, slot: Slot) -> None:
+        """Poll the most urgent due task on ``slot`` (no local of the loop keeps it alive)."""
+        entry = self._pop_due()
+        if entry is None:  # the due task was dropped while we waited
+            slot.refund()
+            return
+        task = asyncio.ensure_future(self._poll(entry, slot))
+        self._poll_tasks.add(task)
+        task.add_done_callback(self._poll_tasks.discard)
 
     async def _poll(self, entry: _Entry, slot: Slot) -> None:
         try:
@@ -510,6 +513,7 @@ class Watcher:
             self._drop(entry)
             for job in entry.jobs:
                 self.settle(job, task)
+            entry.jobs.clear()
         else:
             for job in entry.jobs:
                 job._update(task)
@@ -539,6 +543,7 @@ class Watcher:
             self._drop(entry)
             for job in entry.jobs:
                 self.settle(job, exc)
+            entry.jobs.clear()
             return
         log.info("octovid: poll of task %s failed (%s); polling again in %.1fs",
                  entry.task_id, exc, verdict.wait)

@@ -187,8 +187,13 @@ async def test_failure_reason_of_each_family(sim, request_):
 
 async def test_invalid_request_sends_nothing(sim):
     """A request the gateway would refuse fails at construction, before any traffic."""
-    with pytest.raises(octovid.RequestValidationError, match="duration"):
-        octovid.SoraRequest("x", duration=12)
+    async with client_for(sim) as client:
+        with pytest.raises(octovid.RequestValidationError, match="duration"):
+            client.submit(octovid.SoraRequest("x", duration=12))
+        with pytest.raises(TypeError, match="octovid request"):
+            client.submit_many([octovid.SoraRequest("fine"), {"model": "sora-2"}])  # type: ignore[list-item]
+        await asyncio.sleep(0.1)  # had anything been queued, it would be on its way now
+        assert client.stats.pending == 0
     assert sim.requests == []
 
 
@@ -338,7 +343,8 @@ async def test_ids_with_colons_are_url_encoded(sim):
         created = await client.create(octovid.SoraRequest("x"))
         await client.get(created.id)
     query = routes(sim, "query")[0]
-    assert "%3A" in query.path or query.task_id == created.id
+    assert ":" in created.id
+    assert query.raw_path == "/v1/video/query?id=" + created.id.replace(":", "%3A")
     assert query.task_id == created.id
 
 

@@ -21,10 +21,12 @@ From synchronous code, ``with Simulator().run_in_thread() as sim:``. Under pytes
 ``@pytest.mark.octovid_simulator(**options)`` marker. ``python -m octovid.testing`` serves one
 from the command line (``--workload NAME --time-scale X``).
 
-This package does not depend on the octovid client: it only speaks HTTP.
+The simulator does not depend on the octovid client: it only speaks HTTP.
+:func:`instant_retries` is the client's test mode: retries without their waits.
 """
 
 from ._faults import Conditions
+from ._retries import instant_retries
 from ._simulator import RequestRecord, Simulator
 from ._tasks import Pattern, SimTask
 from ._workloads import CONDITIONS, JOBS, WORKLOADS, Jobs, Workload, kind_of
@@ -40,5 +42,6 @@ __all__ = [
     "SimTask",
     "Simulator",
     "Workload",
+    "instant_retries",
     "kind_of",
 ]

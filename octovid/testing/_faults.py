@@ -299,6 +299,7 @@ class Fault:
     delay: float  # seconds, already time-scaled
     truncate: int | None
     times: int  # requests left to spoil
+    retry_after: str | None = None  # the Retry-After header of the answer, already scaled
 
 
 class Script:
@@ -323,6 +324,7 @@ class Script:
         delay: float,
         truncate: int | None,
         times: int,
+        retry_after: str | None = None,
     ) -> None:
         """Queue a fault after checking that it can happen on ``route`` (else ValueError)."""
         if route not in get_args(FaultRoute):
@@ -343,7 +345,11 @@ class Script:
             raise ValueError(f"times must be at least 1, not {times}")
         if delay < 0:
             raise ValueError(f"delay must not be negative, not {delay}")
-        self._queues[route].append(Fault(status, body, code, message, drop, delay, truncate, times))
+        if retry_after is not None and status is None:
+            raise ValueError("retry_after goes with a status")
+        self._queues[route].append(
+            Fault(status, body, code, message, drop, delay, truncate, times, retry_after)
+        )
 
     def take(self, route: str) -> Fault | None:
         """The fault for this request of ``route``: its own first, then those for "any"."""

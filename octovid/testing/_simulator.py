@@ -96,6 +96,7 @@ class RequestRecord:
     task_id: str | None  # the task created or asked about, if any
     authorization: bool  # whether an Authorization header was sent
     range: str | None  # the Range header, if any
+    raw_path: str = ""  # the path and query exactly as sent, percent-encoding and all
 
 
 @attrs.define
@@ -520,6 +521,7 @@ class Simulator:
         delay: float = 0.0,
         truncate: int | None = None,
         times: int = 1,
+        retry_after: float | None = None,
     ) -> None:
         """Spoil the next ``times`` requests of ``route`` that pass authentication, the limiter
         and any storm.
@@ -536,6 +538,7 @@ class Simulator:
             truncate: (content and cdn) send the headers with the full ``Content-Length``, then
                 only this many bytes of the body, then close the connection.
             times: how many requests to spoil.
+            retry_after: with ``status``, the seconds (time-scaled) of a ``Retry-After``.
 
         A scripted fault takes the place of the random conditions for its request.
         aiohttp's client resends an idempotent request (GET) once when a reused connection
@@ -551,6 +554,7 @@ class Simulator:
             delay=delay / self._scale,
             truncate=truncate,
             times=times,
+            retry_after=None if retry_after is None else _retry_after(retry_after, self._scale),
         )
 
     def storm(self, duration: float) -> None:
@@ -665,6 +669,7 @@ class Simulator:
                     task_id=x.task_id,
                     authorization="Authorization" in headers,
                     range=headers.get("Range"),
+                    raw_path=request.raw_path,
                 )
             )
 
@@ -721,7 +726,10 @@ class Simulator:
         if fault.delay:
             await asyncio.sleep(fault.delay)
         if fault.status is not None:
-            return error_response(fault.status, fault.body, fault.code, fault.message)
+            answer = error_response(fault.status, fault.body, fault.code, fault.message)
+            if fault.retry_after is not None:
+                answer.headers["Retry-After"] = fault.retry_after
+            return answer
         if fault.drop is not None:
             return self._hang_up(request, x)
         if response is None:
