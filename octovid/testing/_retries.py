@@ -13,7 +13,7 @@ def instant_retries() -> Iterator[None]:
     What is retried, and how many times, stays the same: only the waits go, as with
     ``stamina.set_testing``. For test suites that exercise failure paths.
     """
-    from octovid import _retry  # the one place this package reaches into the client
+    from octovid import _retry  # noqa: PLC0415 - the one place this reaches into the client
 
     _retry.set_testing(True)
     try:
