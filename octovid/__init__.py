@@ -47,8 +47,8 @@ from ._requests import (
     request_from_dict,
 )
 from ._retry import RetryPolicy
+from ._schedule import PollPolicy
 from ._task import Status, Task
-from ._watcher import PollPolicy
 
 try:
     __version__ = _version("octovid")

@@ -29,9 +29,10 @@ from ._journal import JobState, Journal, JournalEntry
 from ._limiter import Lane, Limiter, RateLimit, Slot
 from ._requests import Request
 from ._retry import Action, Kind, RetryPolicy, decide, maybe_accepted, retrying
+from ._schedule import PollPolicy
 from ._task import Status, Task
 from ._transport import Transport, gateway_url
-from ._watcher import PollPolicy, Watcher
+from ._watcher import Watcher
 
 if TYPE_CHECKING:
     import aiohttp
@@ -42,6 +43,7 @@ log = logging.getLogger("octovid")
 
 DEFAULT_BASE_URL = "https://octopusx.ai"
 _YIELD_EVERY = 2000  # jobs dispatched between two yields to the loop, after a batch's claims
+_CLAIM_CHUNK = 10_000  # keys claimed in one transaction
 
 
 @attrs.frozen
@@ -312,17 +314,26 @@ class Client:
         return jobs
 
     async def _claim(self, jobs: list[Job]) -> None:
-        """Claim a batch's keys in the journal, then create, watch or resolve each job."""
+        """Claim a batch's keys in the journal, then create, watch or resolve each job.
+
+        The claims go in chunks of ``_CLAIM_CHUNK`` (one transaction each), so that the first
+        creates of a long batch go out while the rest is being claimed.
+        """
         assert self._journal is not None
+        for start in range(0, len(jobs), _CLAIM_CHUNK):
+            chunk = jobs[start:start + _CLAIM_CHUNK]
+            try:
+                entries = await self._journal.claim(
+                    [(job.key, job.request) for job in chunk]  # type: ignore[misc]
+                )
+            except JournalError as exc:
+                for job in jobs[start:]:
+                    self._watcher.settle(job, exc)
+                return
+            await self._dispatch(chunk, entries)
+
+    async def _dispatch(self, jobs: list[Job], entries: list[JournalEntry | JournalError]) -> None:
         watcher = self._watcher
-        try:
-            entries = await self._journal.claim(
-                [(job.key, job.request) for job in jobs]  # type: ignore[misc]
-            )
-        except JournalError as exc:
-            for job in jobs:
-                watcher.settle(job, exc)
-            return
         fresh: list[Job] = []
         for count, (job, entry) in enumerate(zip(jobs, entries, strict=True), 1):
             if job.done():  # cancelled, or past its deadline, while the claims were written

@@ -73,6 +73,10 @@ class Gateway:
         """Wait for the limiter's leave to send one request in ``lane``."""
         return await self._limiter.acquire(lane)
 
+    def creates_waiting(self) -> bool:
+        """Whether creates are waiting for the limiter: the budget is contended."""
+        return self._limiter.waiting_in(Lane.CREATE) > 0
+
     async def create(self, slot: Slot, payload: Mapping[str, Any]) -> Task:
         """Send one create on ``slot`` (released on return) and read the task it made.
 

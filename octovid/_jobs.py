@@ -22,17 +22,29 @@ __all__ = ["Job", "as_completed", "gather"]
 _END = object()  # ends an updates() stream
 
 
+class _Waiters:
+    """What only some jobs need: awaiters, callbacks, listeners. Made on first need."""
+
+    __slots__ = ("callbacks", "created", "future", "listeners")
+
+    def __init__(self) -> None:
+        self.future: asyncio.Future[Task] | None = None
+        self.created: asyncio.Future[Task] | None = None
+        self.callbacks: list[Callable[[Job], object]] = []
+        self.listeners: list[asyncio.Queue[Any]] = []
+
+
 class Job:
     """The future of one task: awaitable, with the latest snapshot always at hand.
 
     Jobs come from ``Client.submit``, ``Client.submit_many`` and ``Client.watch``. A Job is
-    lean (an asyncio future is made only once something awaits it), so that a batch of 100,000
-    is built in a blink; only the watcher resolves it.
+    lean (no asyncio future until something awaits it, no lists until something listens), so
+    that a batch of 100,000 is built in a blink; only the watcher resolves it.
     """
 
     __slots__ = (
-        "__weakref__", "_callbacks", "_cancel_hook", "_created", "_future", "_id", "_listeners",
-        "_loop", "_outcome", "_started", "_task", "deadline", "key", "request",
+        "__weakref__", "_hook", "_id", "_loop", "_outcome", "_started", "_task", "_waiters",
+        "deadline", "key", "request",
     )
 
     def __init__(
@@ -43,20 +55,25 @@ class Job:
         task_id: str | None = None,
         key: str | None = None,
         deadline: float | None = None,
+        started: float | None = None,
+        hook: Callable[[Job], None] | None = None,
     ) -> None:
         self._loop = loop
         self._outcome: Task | BaseException | None = None  # None while pending
-        self._future: asyncio.Future[Task] | None = None  # made when first awaited
-        self._callbacks: list[Callable[[Job], object]] | None = None
-        self._created: asyncio.Future[Task] | None = None
-        self._listeners: list[asyncio.Queue[Any]] | None = None
+        self._waiters: _Waiters | None = None
         self._id = task_id
         self._task: Task | None = None
-        self._started = loop.time()
-        self._cancel_hook: Callable[[Job], None] | None = None
+        self._started = loop.time() if started is None else started
+        self._hook = hook  # told once if the job is cancelled (the watcher's)
         self.request = request  #: the request this job created, None for a watched task
         self.key = key  #: the idempotency key, if any
         self.deadline = deadline  #: the loop time the job gives up, or None
+
+    def _need(self) -> _Waiters:
+        waiters = self._waiters
+        if waiters is None:
+            waiters = self._waiters = _Waiters()
+        return waiters
 
     def __repr__(self) -> str:
         outcome = self._outcome
@@ -124,7 +141,7 @@ class Job:
         """
         if self._outcome is not None:
             return False
-        hook, self._cancel_hook = self._cancel_hook, None
+        hook = self._hook
         self._finish(asyncio.CancelledError())
         if hook is not None:
             hook(self)
@@ -134,10 +151,8 @@ class Job:
         """Call ``fn(job)`` once the job is done (soon, if it already is)."""
         if self._outcome is not None:
             self._loop.call_soon(fn, self)
-        elif self._callbacks is None:
-            self._callbacks = [fn]
         else:
-            self._callbacks.append(fn)
+            self._need().callbacks.append(fn)
 
     async def created(self) -> Task:
         """Wait for the first snapshot: the create's answer, or the first poll of a watch.
@@ -146,12 +161,13 @@ class Job:
         """
         if self._task is not None:
             return self._task
-        if self._created is None:
-            self._created = self._loop.create_future()
-            self._created.add_done_callback(_retrieve)
+        waiters = self._need()
+        if waiters.created is None:
+            waiters.created = self._loop.create_future()
+            waiters.created.add_done_callback(_retrieve)
             if self._outcome is not None:
-                _settle(self._created, self._outcome)
-        return await asyncio.shield(self._created)
+                _settle(waiters.created, self._outcome)
+        return await asyncio.shield(waiters.created)
 
     async def updates(self) -> AsyncIterator[Task]:
         """Yield each change of status or progress, ending with the terminal snapshot.
@@ -163,16 +179,14 @@ class Job:
             queue.put_nowait(self._task)
         if self._outcome is not None:
             queue.put_nowait(_END)
-        elif self._listeners is None:
-            self._listeners = [queue]
         else:
-            self._listeners.append(queue)
+            self._need().listeners.append(queue)
         try:
             while (item := await queue.get()) is not _END:
                 yield item
         finally:
-            if self._listeners and queue in self._listeners:
-                self._listeners.remove(queue)
+            if self._waiters is not None and queue in self._waiters.listeners:
+                self._waiters.listeners.remove(queue)
         if isinstance(self._outcome, Task):
             return
         if self._task is not None and self._task.terminal:
@@ -182,15 +196,13 @@ class Job:
     # -- used by the watcher ---------------------------------------------------------------
 
     def _get_future(self) -> asyncio.Future[Task]:
-        if self._future is None:
-            self._future = self._loop.create_future()
-            self._future.add_done_callback(_retrieve)
+        waiters = self._need()
+        if waiters.future is None:
+            waiters.future = self._loop.create_future()
+            waiters.future.add_done_callback(_retrieve)
             if self._outcome is not None:
-                _settle(self._future, self._outcome)
-        return self._future
-
-    def _on_cancel(self, hook: Callable[[Job], None]) -> None:
-        self._cancel_hook = hook
+                _settle(waiters.future, self._outcome)
+        return waiters.future
 
     def _update(self, task: Task) -> None:
         """Take a new snapshot; tell listeners if its status or progress changed."""
@@ -198,32 +210,37 @@ class Job:
         self._task = task
         if self._id is None:
             self._id = task.id
-        if self._created is not None and not self._created.done():
-            self._created.set_result(task)
-        if self._listeners and (
+        waiters = self._waiters
+        if waiters is None:
+            return
+        if waiters.created is not None and not waiters.created.done():
+            waiters.created.set_result(task)
+        if waiters.listeners and (
             old is None or (old.raw_status, old.progress) != (task.raw_status, task.progress)
         ):
-            for queue in self._listeners:
+            for queue in waiters.listeners:
                 queue.put_nowait(task)
 
     def _finish(self, outcome: Task | BaseException) -> bool:
         """Resolve the job, exactly once. Returns False if it was already done."""
         if self._outcome is not None:
             return False
-        self._cancel_hook = None
+        self._hook = None
         if isinstance(outcome, Task):
             self._update(outcome)
         self._outcome = outcome
-        if self._future is not None:
-            _settle(self._future, outcome)
-        if self._created is not None and not self._created.done():
-            _settle(self._created, outcome)
-        if self._listeners:
-            for queue in self._listeners:
-                queue.put_nowait(_END)
-            self._listeners = None
-        callbacks, self._callbacks = self._callbacks, None
-        for fn in callbacks or ():
+        waiters = self._waiters
+        if waiters is None:
+            return True
+        if waiters.future is not None:
+            _settle(waiters.future, outcome)
+        if waiters.created is not None:
+            _settle(waiters.created, outcome)
+        for queue in waiters.listeners:
+            queue.put_nowait(_END)
+        waiters.listeners.clear()
+        callbacks, waiters.callbacks = waiters.callbacks, []
+        for fn in callbacks:
             self._loop.call_soon(fn, self)
         return True
 

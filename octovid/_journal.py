@@ -82,10 +82,13 @@ class JobState(enum.StrEnum):
     REFUSED = "refused"
 
 
+def _canonical(payload: Mapping[str, Any]) -> str:
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def payload_hash(payload: Mapping[str, Any]) -> str:
     """The sha256 of a request body in canonical JSON: equal bodies, equal hashes."""
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256(_canonical(payload).encode()).hexdigest()
 
 
 @attrs.frozen
@@ -340,20 +343,29 @@ class Journal:
         def write(db: sqlite3.Connection) -> list[JournalEntry | JournalError]:
             now = time.time()
             rows = []
+            payloads = []
             for key, request in items:
                 payload = request.to_payload()
-                rows.append((key, json.dumps(payload, ensure_ascii=False),
-                             payload_hash(payload), now, now))
-            db.executemany(
+                payloads.append(payload)
+                text = _canonical(payload)
+                rows.append((key, text, hashlib.sha256(text.encode()).hexdigest(), now, now))
+            cursor = db.executemany(
                 "INSERT OR IGNORE INTO jobs (key, payload, payload_hash, state, created_at,"
                 " updated_at) VALUES (?, ?, ?, 'queued', ?, ?)", rows,
             )
+            if cursor.rowcount == len(rows):  # all new (a first run): nothing to read back
+                return [
+                    JournalEntry(key=key, payload=payload, payload_hash=digest,
+                                 state=JobState.QUEUED, created_at=now, updated_at=now)
+                    for (key, _, digest, _, _), payload in zip(rows, payloads, strict=True)
+                ]
             found: dict[str, JournalEntry] = {}
             keys = [row[0] for row in rows]
             for start in range(0, len(keys), _IN_CHUNK):
                 chunk = keys[start:start + _IN_CHUNK]
                 marks = ",".join("?" * len(chunk))
-                for row in db.execute(f"SELECT * FROM jobs WHERE key IN ({marks})", chunk):
+                query = f"SELECT * FROM jobs WHERE key IN ({marks})"
+                for row in db.execute(query, chunk).fetchall():
                     found[row[0]] = _entry(row)
             out: list[JournalEntry | JournalError] = []
             for key, _, digest, _, _ in rows:

@@ -323,6 +323,10 @@ class Limiter:
         """Callers waiting for a slot."""
         return self._live
 
+    def waiting_in(self, lane: Lane) -> int:
+        """Callers queued in ``lane`` (those cancelled meanwhile may still count)."""
+        return len(self._queues[lane]) if self._live else 0
+
     async def acquire(self, lane: Lane = Lane.QUERY) -> Slot:
         """Wait for the right to send one request in ``lane``; FIFO within the lane."""
         if self._closed:

@@ -4,9 +4,10 @@ State is two heaps and one timer, not a coroutine per task:
 
 * ``_due``: (next poll time, sequence, entry), one live item per watched task id. Stale items
   (the entry was polled or dropped since) are skipped when they surface.
-* ``_deadlines``: (deadline, sequence, weak references to jobs), one item per job or per batch
-  of jobs submitted together. The references are weak: a finished job that its caller dropped
-  is freed at once, not at its deadline.
+* ``_deadlines``: the loop times at which jobs give up, each once, with ``_cohorts`` holding
+  the pending jobs of each (a batch submitted together is one cohort). A job leaves its cohort
+  when it is resolved: a finished job that its caller dropped is freed at once, not at its
+  deadline.
 
 One driver coroutine waits until a poll is due, then for a query slot of the limiter, and only
 then picks the most urgent due task: under a tight budget every task is still polled, the most
@@ -24,31 +25,41 @@ The watcher never imports aiohttp: it reaches the gateway through the :class:`Po
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import gc
 import heapq
 import itertools
 import logging
 import math
 import random
-import weakref
+import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
-
-import attrs
 
 from ._errors import ProtocolError, TaskFailedError, WaitTimeoutError
 from ._jobs import Job
 from ._limiter import Lane, Slot
 from ._requests import Request
 from ._retry import Action, Kind, decide, waits
+from ._schedule import (
+    Durations,
+    Forecast,
+    PollPolicy,
+    learned_chance,
+    learned_gap,
+    reach,
+    refresh_of,
+)
 from ._task import Status, Task
 
-__all__ = ["Creating", "PollPolicy", "Polling", "Watcher"]
+__all__ = ["Creating", "Polling", "Watcher"]
 
 log = logging.getLogger("octovid")
 
-_SAMPLES = 6  # progress samples kept per task
+_SAMPLES = 3  # progress samples kept per task
+_LIKELY = 0.5  # a poll this likely to find its task finished goes before waiting creates
 
 
 class Polling(Protocol):
@@ -59,6 +70,9 @@ class Polling(Protocol):
 
     async def query(self, slot: Slot, task_id: str) -> tuple[Task, float | None]:
         """Query a task on ``slot``; return the snapshot and the server's poll-after hint."""
+
+    def creates_waiting(self) -> bool:
+        """Whether creates are waiting for the limiter (the budget is contended)."""
 
 
 class Creating(Protocol):
@@ -71,86 +85,36 @@ class Creating(Protocol):
         """A watched task changed status; must not raise."""
 
 
-def _seconds(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not (
-        math.isfinite(value) and value > 0
-    ):
-        raise ValueError(f"{attribute.name} must be a positive number of seconds, not {value!r}")
+@contextlib.contextmanager
+def _no_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector (if on) for a bulk allocation without cycles."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
-def _factor(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 1 <= value <= 10:
-        raise ValueError(f"{attribute.name} must be a number from 1 to 10, not {value!r}")
+def _started(task: Task | None, now: float) -> float | None:
+    """The loop time a task was created, from its answer's ``created_at``, if plausible."""
+    if task is None or task.created_at is None:
+        return None
+    age = time.time() - task.created_at.timestamp()
+    return now - age if 0 <= age < 30 * 86400 else None
 
 
-def _jitter(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
-        raise ValueError(f"{attribute.name} must be a fraction from 0 to below 1, not {value!r}")
+def _state_time(task: Task, now: float) -> float:
+    """The loop time of the state an answer shows: its ``status_update_time`` if plausible.
 
-
-def _optional_seconds(_: Any, attribute: attrs.Attribute[Any], value: float | None) -> None:
-    if value is not None:
-        _seconds(_, attribute, value)
-
-
-@attrs.frozen
-class PollPolicy:
-    """When to poll a task.
-
-    Without progress, intervals grow from ``initial`` by ``factor`` up to ``max_interval``, each
-    stretched or shrunk by up to ``jitter`` (a fraction) so that tasks created together do not
-    poll together. When the gateway reports rising progress, the next poll is aimed at the
-    estimated completion, never more than ``max_interval`` after the last one. When progress
-    stalls or the estimated completion has passed, the geometric schedule starts again from
-    the last change of progress: a stuck task is polled less and less often, never in a spin.
-    ``deadline`` is the default number of seconds a job may take in all (None: no limit).
+    The gateway refreshes its stored state every 15 s or so: the progress of an answer may be
+    that old. Clocks differ, so a stamp in the future or older than a minute is not believed.
     """
-
-    initial: float = attrs.field(default=5.0, validator=_seconds)
-    max_interval: float = attrs.field(default=30.0, validator=_seconds)
-    factor: float = attrs.field(default=1.5, validator=_factor)
-    jitter: float = attrs.field(default=0.1, validator=_jitter)
-    deadline: float | None = attrs.field(default=3600.0, validator=_optional_seconds)
-
-    def __attrs_post_init__(self) -> None:
-        if self.max_interval < self.initial:
-            raise ValueError(
-                f"max_interval ({self.max_interval}) must not be below initial ({self.initial})"
-            )
-
-    def delay(self, polls: int, samples: deque[tuple[float, int]], now: float,
-              rng: random.Random, *, unchanged: int | None = None) -> float:
-        """Seconds from ``now`` to the next poll of a task.
-
-        Args:
-            polls: Polls of this task so far.
-            samples: (loop time first seen, progress) of the task, oldest first, rising.
-            now: The loop time of the poll that just answered.
-            rng: The source of jitter.
-            unchanged: Polls since its progress last changed (default: ``polls``): once the
-                estimated completion has passed, the geometric schedule counts from there.
-        """
-        eta = estimate(samples)
-        if eta is None or eta <= now:
-            step = polls if eta is None or unchanged is None else unchanged
-            geometric = min(self.max_interval, self.initial * self.factor ** step)
-            spread = 1 + rng.uniform(-self.jitter, self.jitter)
-            return min(self.max_interval, geometric * spread)
-        # Aim just past the estimated completion: a little late beats one poll too early.
-        total = eta - samples[0][0]
-        aim = eta - now + 0.05 * total
-        spread = 1 + rng.uniform(0, self.jitter)
-        return min(self.max_interval, max(self.initial / 2, aim * spread))
-
-
-def estimate(samples: deque[tuple[float, int]]) -> float | None:
-    """The loop time progress should reach 100, from (time, progress) samples; None if unknown."""
-    if len(samples) < 2:
-        return None
-    (t0, p0), (t1, p1) = samples[0], samples[-1]
-    if p1 <= p0 or t1 <= t0 or p1 >= 100:
-        return None
-    return t1 + (100 - p1) * (t1 - t0) / (p1 - p0)
+    if task.updated_at is None:
+        return now
+    age = time.time() - task.updated_at.timestamp()
+    return now - age if -1.0 <= age <= 60.0 else now
 
 
 def _stop_unless_done(task: asyncio.Task[Any] | None, _: Job) -> None:
@@ -162,13 +126,14 @@ class _Entry:
     """One watched task id, shared by every job watching it."""
 
     __slots__ = (
-        "created_at", "failures", "jobs", "live", "polls", "samples", "schedule", "seq",
-        "strikes", "task", "task_id", "unchanged",
+        "failures", "forecast", "jobs", "last_poll", "live", "model", "polls", "samples",
+        "schedule", "seq", "started", "strikes", "task", "task_id", "unchanged",
     )
 
-    def __init__(self, task_id: str, task: Task | None, created_at: float | None) -> None:
+    def __init__(self, task_id: str, task: Task | None, started: float | None) -> None:
         self.task_id = task_id
         self.task = task
+        self.model = task.model if task is not None else None
         self.jobs: list[Job] = []
         self.live = True
         self.seq = -1  # the sequence number of this entry's live heap item; -1: none
@@ -177,17 +142,22 @@ class _Entry:
         self.failures = 0  # consecutive failed polls
         self.strikes = 0  # consecutive unreadable answers
         self.schedule: Iterator[float] | None = None  # the backoff of a run of failures
-        self.created_at = created_at  # loop time of our own create, or None
-        self.samples: deque[tuple[float, int]] = deque(maxlen=_SAMPLES)
+        self.started = started  # loop time the task was created, if known
+        self.last_poll = started  # loop time of the last answer
+        self.samples: list[tuple[float, int]] = []  # (loop time, progress), rising, 3 at most
+        self.forecast: Forecast | None = None
 
-    def sample(self, now: float, progress: int | None) -> None:
-        """Keep the time each new progress value was first seen; restart if it went back."""
+    def sample(self, at: float, progress: int | None) -> None:
+        """Keep the time each new progress value was reached; restart if it went back."""
         if progress is None:
             return
-        if self.samples and progress < self.samples[-1][1]:
-            self.samples.clear()
-        if not self.samples or progress > self.samples[-1][1]:
-            self.samples.append((now, progress))
+        samples = self.samples
+        if samples and progress < samples[-1][1]:
+            samples.clear()
+        if not samples or progress > samples[-1][1]:
+            samples.append((max(at, samples[-1][0]) if samples else at, progress))
+            if len(samples) > _SAMPLES:
+                del samples[0]
             self.unchanged = 0
 
 
@@ -195,9 +165,10 @@ class Watcher:
     """Schedules the creates and polls of one client. See the module docstring."""
 
     __slots__ = (
-        "_closed", "_create_tasks", "_creates", "_creating", "_deadlines", "_driver", "_due",
-        "_entries", "_gateway", "_jobs", "_loop", "_max_creates", "_policy", "_poll_tasks",
-        "_rng", "_seq", "_timer", "_wake",
+        "_closed", "_cohorts", "_create_tasks", "_creates", "_creating", "_deadlines", "_driver",
+        "_due",
+        "_durations", "_entries", "_gateway", "_jobs", "_loop", "_max_creates", "_policy",
+        "_poll_tasks", "_ready", "_rng", "_seq", "_timer", "_wake", "_wake_at",
     )
 
     def __init__(
@@ -217,7 +188,11 @@ class Watcher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._entries: dict[str, _Entry] = {}
         self._due: list[tuple[float, int, _Entry]] = []
-        self._deadlines: list[tuple[float, int, list[weakref.ref[Job]]]] = []
+        # Due polls, most likely to find their task finished first: (-chance, due, seq, entry).
+        self._ready: list[tuple[float, float, int, _Entry]] = []
+        self._durations: dict[str, Durations] = {}  # per model: what finished tasks took
+        self._deadlines: list[float] = []  # a heap
+        self._cohorts: dict[float, set[Job]] = {}  # deadline -> its pending jobs
         self._seq = itertools.count()
         self._creates: deque[Job] = deque()  # submitted, not started
         self._jobs: set[Job] = set()  # every job not yet resolved
@@ -226,6 +201,7 @@ class Watcher:
         self._driver: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._wake: asyncio.Future[None] | None = None
+        self._wake_at: float | None = None  # when the waiting driver looks again, at the latest
         self._closed = False
 
     def __repr__(self) -> str:
@@ -258,19 +234,19 @@ class Watcher:
         or ``settle``d (its outcome known).
         """
         loop = self._get_loop()
-        at = None if deadline is None else loop.time() + deadline
-        forget = self._forget
-        if keys is None:
-            jobs = [Job(loop, request=request, deadline=at) for request in requests]
-        else:
-            jobs = [Job(loop, request=request, key=key, deadline=at)
-                    for request, key in zip(requests, keys, strict=True)]
-        for job in jobs:
-            job._on_cancel(forget)
-        self._jobs.update(jobs)
-        if at is not None and jobs:
-            heapq.heappush(self._deadlines, (at, next(self._seq), list(map(weakref.ref, jobs))))
-            self._arm()
+        now = loop.time()
+        at = None if deadline is None else now + deadline
+        hook = self._forget
+        with _no_gc():  # 100,000 jobs make no cycles: collecting while they are made is waste
+            if keys is None:
+                jobs = [Job(loop, request=request, deadline=at, started=now, hook=hook)
+                        for request in requests]
+            else:
+                jobs = [Job(loop, request=request, key=key, deadline=at, started=now, hook=hook)
+                        for request, key in zip(requests, keys, strict=True)]
+            self._jobs.update(jobs)
+            if at is not None:
+                self._cohort(at).update(jobs)
         return jobs
 
     def release(self, jobs: Sequence[Job]) -> None:
@@ -291,12 +267,10 @@ class Watcher:
         """Watch an existing task; jobs watching one task id share its polls."""
         loop = self._get_loop()
         at = None if deadline is None else loop.time() + deadline
-        job = Job(loop, task_id=task_id, deadline=at)
-        job._on_cancel(self._forget)
+        job = Job(loop, task_id=task_id, deadline=at, hook=self._forget)
         self._jobs.add(job)
         if at is not None:
-            heapq.heappush(self._deadlines, (at, next(self._seq), [weakref.ref(job)]))
-            self._arm()
+            self._cohort(at).add(job)
         self.adopt(job, task_id, task, created_at)
         return job
 
@@ -317,7 +291,7 @@ class Watcher:
             job._update(outcome)
             outcome = outcome if outcome.status is Status.COMPLETED else TaskFailedError(outcome)
         if job._finish(outcome):
-            self._jobs.discard(job)
+            self._release_job(job)
 
     async def close(self) -> None:
         """Resolve every pending job with CancelledError and stop; no future is left pending."""
@@ -336,7 +310,9 @@ class Watcher:
         self._creates.clear()
         self._entries.clear()
         self._due.clear()
+        self._ready.clear()
         self._deadlines.clear()
+        self._cohorts.clear()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 
@@ -350,9 +326,26 @@ class Watcher:
             loop = self._loop = asyncio.get_running_loop()
         return loop
 
+    def _cohort(self, at: float) -> set[Job]:
+        """The pending jobs giving up at loop time ``at``; the timer learns of a new one."""
+        cohort = self._cohorts.get(at)
+        if cohort is None:
+            cohort = self._cohorts[at] = set()
+            heapq.heappush(self._deadlines, at)
+            self._arm()
+        return cohort
+
+    def _release_job(self, job: Job) -> None:
+        """A job is resolved: the watcher keeps no reference to it."""
+        self._jobs.discard(job)
+        if job.deadline is not None:
+            cohort = self._cohorts.get(job.deadline)
+            if cohort is not None:
+                cohort.discard(job)
+
     def _forget(self, job: Job) -> None:
         """A job was cancelled: stop polling its task if no other job watches it."""
-        self._jobs.discard(job)
+        self._release_job(job)
         entry = self._entries.get(job.id) if job.id is not None else None
         if entry is not None and job in entry.jobs:
             entry.jobs.remove(job)
@@ -406,19 +399,30 @@ class Watcher:
     def _attach(self, job: Job, task_id: str, task: Task | None, created_at: float | None) -> None:
         entry = self._entries.get(task_id)
         if entry is None:
-            entry = self._entries[task_id] = _Entry(task_id, task, created_at)
+            assert self._loop is not None
+            now = self._loop.time()
+            started = created_at if created_at is not None else _started(task, now)
+            entry = self._entries[task_id] = _Entry(task_id, task, started)
             if task is None:  # a task we know nothing of: ask at once
                 delay = 0.0
             else:
-                if created_at is not None:
-                    entry.sample(created_at, task.progress)
-                delay = self._jittered(self._policy.initial)
+                if started is not None:
+                    entry.sample(started, task.progress)
+                delay = self._first_gap(entry, now)
             self._schedule(entry, delay)
         elif task is not None and entry.task is None:
             entry.task = task
+            entry.model = entry.model or task.model
         entry.jobs.append(job)
         if entry.task is not None:
             job._update(entry.task)
+
+    def learn(self, model: str, seconds: float) -> None:
+        """Learn that a task of ``model`` took ``seconds`` from create to completion."""
+        durations = self._durations.get(model)
+        if durations is None:
+            durations = self._durations[model] = Durations()
+        durations.add(seconds)
 
     def _schedule(self, entry: _Entry, delay: float) -> None:
         assert self._loop is not None
@@ -437,22 +441,6 @@ class Watcher:
         for job in list(self._jobs):  # never leave a job pending
             self.settle(job, RuntimeError(f"octovid's watcher stopped: {exc!r}"))
 
-    def _pop_due(self) -> _Entry | None:
-        """The most urgent due entry, or None; skips stale heap items."""
-        assert self._loop is not None
-        now = self._loop.time()
-        while self._due:
-            at, seq, entry = self._due[0]
-            if not entry.live or seq != entry.seq:
-                heapq.heappop(self._due)
-                continue
-            if at > now:
-                return None
-            heapq.heappop(self._due)
-            entry.seq = -1
-            return entry
-        return None
-
     def _next_due(self) -> float | None:
         while self._due:
             at, seq, entry = self._due[0]
@@ -461,27 +449,63 @@ class Watcher:
             heapq.heappop(self._due)
         return None
 
+    def _promote(self, now: float) -> None:
+        """Move the polls that are due to the ready heap, ranked by their chance of success."""
+        due, ready = self._due, self._ready
+        while due and due[0][0] <= now:
+            at, seq, entry = heapq.heappop(due)
+            if entry.live and seq == entry.seq:
+                heapq.heappush(ready, (-self._chance(entry, now), at, seq, entry))
+
+    def _best(self) -> tuple[float, float, _Entry] | None:
+        """The ready poll most likely to find its task finished: (chance, due time, entry)."""
+        ready = self._ready
+        while ready:
+            chance, at, seq, entry = ready[0]
+            if entry.live and seq == entry.seq:
+                return -chance, at, entry
+            heapq.heappop(ready)
+        return None
+
     async def _drive(self) -> None:
-        """The one poll loop: wait for a due task, then a slot, then poll the most urgent."""
+        """The one poll loop: wait for a due task, then a slot, then poll the most likely done.
+
+        While creates wait for the limiter, a poll unlikely to find its task finished waits
+        too, for ``max_interval`` at most: the budget goes where it buys the most.
+        """
         loop = asyncio.get_running_loop()
         while True:
-            at = self._next_due()
-            if at is None or at > loop.time():
-                self._wake = loop.create_future()
-                self._arm()
-                try:
-                    await self._wake
-                finally:
-                    self._wake = None
-                continue
-            self._dispatch(await self._gateway.acquire(Lane.QUERY))
+            now = loop.time()
+            self._promote(now)
+            best = self._best()
+            wake_at = self._next_due()
+            if best is not None:
+                chance, at, _ = best
+                patience = at + self._policy.max_interval - now
+                if chance >= _LIKELY or patience <= 0 or not self._gateway.creates_waiting():
+                    self._dispatch(await self._gateway.acquire(Lane.QUERY))
+                    continue
+                wake_at = min(wake_at or math.inf, now + min(patience, 1.0))
+            self._wake = loop.create_future()
+            self._wake_at = wake_at
+            self._arm()
+            try:
+                await self._wake
+            finally:
+                self._wake = None
+                self._wake_at = None
 
     def _dispatch(self, slot: Slot) -> None:
-        """Poll the most urgent due task on ``slot`` (no local of the loop keeps it alive)."""
-        entry = self._pop_due()
-        if entry is None:  # the due task was dropped while we waited
+        """Poll the best ready task on ``slot`` (no local of the loop keeps it alive)."""
+        assert self._loop is not None
+        self._promote(self._loop.time())
+        best = self._best()
+        if best is None:  # the ready task was dropped while we waited
             slot.refund()
             return
+        entry = best[2]
+        heapq.heappop(self._ready)
+        entry.seq = -1
         task = asyncio.ensure_future(self._poll(entry, slot))
         self._poll_tasks.add(task)
         task.add_done_callback(self._poll_tasks.discard)
@@ -504,12 +528,19 @@ class Watcher:
         assert self._loop is not None
         now = self._loop.time()
         changed = entry.task is None or entry.task.raw_status != task.raw_status
+        previous = entry.last_poll
         entry.polls += 1
         entry.unchanged += 1
         entry.failures = entry.strikes = 0
         entry.schedule = None
         entry.task = task
+        entry.last_poll = now
+        entry.model = entry.model or task.model
         if task.terminal:
+            if task.status is Status.COMPLETED and entry.model and entry.started is not None:
+                # It finished between the last two answers: learn the middle of that gap.
+                gap = now - previous if previous is not None else 0.0
+                self.learn(entry.model, now - gap / 2 - entry.started)
             self._drop(entry)
             for job in entry.jobs:
                 self.settle(job, task)
@@ -517,15 +548,56 @@ class Watcher:
         else:
             for job in entry.jobs:
                 job._update(task)
-            entry.sample(now, task.progress)
-            delay = self._policy.delay(entry.polls, entry.samples, now, self._rng,
-                                       unchanged=entry.unchanged)
-            self._schedule(entry, max(delay, hint or 0.0))
+            entry.sample(_state_time(task, now), task.progress)
+            self._schedule(entry, max(self._plan(entry, now), hint or 0.0))
         if changed:  # after the next poll is settled: the observer (journal) cannot stop it
             try:
                 self._creating.observed(task)
             except Exception:  # pragma: no cover - the observer promises not to raise
                 log.exception("octovid: recording task %s failed", task.id)
+
+    def _first_gap(self, entry: _Entry, now: float) -> float:
+        """Seconds from the create's answer (or a watch's first snapshot) to the first poll."""
+        policy = self._policy
+        floor = refresh_of(policy, entry.model)
+        durations = self._durations.get(entry.model) if entry.model else None
+        if durations is not None and entry.started is not None:
+            learned = learned_gap(durations, now - entry.started, policy)
+            if learned is not None:
+                return max(floor, learned)
+        return max(floor, self._jittered(policy.initial))
+
+    def _plan(self, entry: _Entry, now: float) -> float:
+        """Seconds from now to the next poll of a task that is not finished (``_schedule``)."""
+        policy = self._policy
+        refresh = refresh_of(policy, entry.model)
+        forecast = entry.forecast = Forecast.of(entry.samples, entry.started, refresh)
+        if forecast is not None and forecast.end > now:
+            if forecast.agreed(policy):  # aim just past the end, where it turns visible
+                gap = forecast.end - now + refresh / 2 + 1.0
+            else:  # when a completion could first be max_interval old
+                gap = forecast.end - 2 * forecast.spread + policy.max_interval - now
+            return max(refresh, min(gap, reach(policy)) * (1 + self._rng.uniform(0, 0.05)))
+        durations = self._durations.get(entry.model) if entry.model else None
+        if forecast is None and durations is not None and entry.started is not None:
+            learned = learned_gap(durations, now - entry.started, policy)
+            if learned is not None:
+                return max(refresh, learned * (1 + self._rng.uniform(0, 0.05)))
+        # Nothing to go by, or an end that passed: the geometric schedule from the last change.
+        step = entry.unchanged if forecast is not None else entry.polls
+        return max(refresh, policy.geometric(step, self._rng))
+
+    def _chance(self, entry: _Entry, now: float) -> float:
+        """The chance that a poll now finds the task finished."""
+        if entry.forecast is not None:
+            return entry.forecast.chance(now)
+        durations = self._durations.get(entry.model) if entry.model else None
+        if durations is not None and entry.started is not None and entry.last_poll is not None:
+            chance = learned_chance(durations, now - entry.started,
+                                    entry.last_poll - entry.started)
+            if chance is not None:
+                return chance
+        return 0.0
 
     def _poll_failed(self, entry: _Entry, exc: Exception) -> None:
         assert self._loop is not None
@@ -533,7 +605,7 @@ class Watcher:
         entry.strikes = entry.strikes + 1 if isinstance(exc, ProtocolError) else 0
         if entry.schedule is None:
             entry.schedule = waits(self._policy.max_interval)
-        age = None if entry.created_at is None else self._loop.time() - entry.created_at
+        age = None if entry.started is None else self._loop.time() - entry.started
         verdict = decide(
             exc, Kind.POLL, schedule=entry.schedule, age=age,
             attempt=entry.strikes if isinstance(exc, ProtocolError) else entry.failures,
@@ -559,11 +631,9 @@ class Watcher:
         if self._closed:
             return
         assert self._loop is not None
-        at = self._deadlines[0][0] if self._deadlines else math.inf
+        at = self._deadlines[0] if self._deadlines else math.inf
         if self._wake is not None:
-            due = self._next_due()
-            if due is not None:
-                at = min(at, due)
+            at = min(at, self._wake_time())
         timer = self._timer
         if timer is not None:
             if timer.when() <= at:
@@ -575,16 +645,18 @@ class Watcher:
         self._timer = None
         assert self._loop is not None
         now = self._loop.time()
-        while self._deadlines and self._deadlines[0][0] <= now:
-            _, _, refs = heapq.heappop(self._deadlines)
-            for ref in refs:
-                job = ref()
-                if job is not None:
-                    self._expire(job)
-        due = self._next_due()
-        if self._wake is not None and due is not None and due <= now and not self._wake.done():
+        while self._deadlines and self._deadlines[0] <= now:
+            for job in list(self._cohorts.pop(heapq.heappop(self._deadlines), ())):
+                self._expire(job)
+        if self._wake is not None and self._wake_time() <= now and not self._wake.done():
             self._wake.set_result(None)
         self._arm()
+
+    def _wake_time(self) -> float:
+        """When the waiting driver must look again: the next due poll, or its own re-check."""
+        due = self._next_due()
+        at = math.inf if due is None else due
+        return at if self._wake_at is None else min(at, self._wake_at)
 
     def _expire(self, job: Job) -> None:
         if job.done():

@@ -17,7 +17,7 @@ DONE = Task(id="t", status=Status.COMPLETED, raw_status="completed", progress=10
 async def test_a_job_makes_no_future_until_awaited():
     """A new Job holds no asyncio future: 100,000 of them are cheap to build."""
     job = Job(asyncio.get_running_loop(), request=octovid.SoraRequest("x"))
-    assert job._future is None
+    assert job._waiters is None
     assert sys.getsizeof(job) < 200
 
 

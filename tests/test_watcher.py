@@ -13,7 +13,8 @@ import octovid
 from octovid import PollPolicy, RateLimit, Status, Task
 from octovid._jobs import Job
 from octovid._limiter import Lane, Limiter, Slot
-from octovid._watcher import Watcher, estimate
+from octovid._schedule import estimate
+from octovid._watcher import Watcher
 
 
 class Gateway:
@@ -47,6 +48,9 @@ class Gateway:
 
     async def acquire(self, lane: Lane) -> Slot:
         return await self.limiter.acquire(lane)
+
+    def creates_waiting(self) -> bool:
+        return self.limiter.waiting_in(Lane.CREATE) > 0
 
     def observed(self, task: Task) -> None:
         self.observations.append(task)
@@ -115,7 +119,8 @@ def go(virtual, watcher: Watcher, main):
     return virtual(scenario)
 
 
-EXACT = PollPolicy(initial=1.0, factor=2.0, max_interval=8.0, jitter=0.0, deadline=None)
+EXACT = PollPolicy(initial=1.0, factor=2.0, max_interval=8.0, jitter=0.0, deadline=None,
+                   refresh=0.0)
 
 
 def test_geometric_schedule_exact(virtual):
@@ -186,14 +191,13 @@ def test_budget_too_small_degrades_fairly(virtual):
     # Never above the budget: any 10 s window holds at most 20 (+1 at the edge) queries.
     for start in times:
         assert sum(1 for t in times if start <= t < start + 10) <= 21
-    # Fair: after the first round, poll counts differ by at most one between tasks.
-    counts: Counter[str] = Counter()
-    for _, task_id in queries[:300]:
-        counts[task_id] += 1
-        assert max(counts.values()) - min(counts[f"t{i}"] for i in range(100)) <= 2
-    # Every task was resolved, each within one round of the budget after it finished.
-    for i in range(100):
-        assert gateway.polls(f"t{i}")[-1] - gateway.done_at(f"t{i}") <= 100 / 2.0 + 1
+    # None starves: in the first 300 queries every task was polled at least twice.
+    counts: Counter[str] = Counter(task_id for _, task_id in queries[:300])
+    assert min(counts[f"t{i}"] for i in range(100)) >= 2
+    # Every task was resolved soon after it finished: within about one round of the budget.
+    delays = [gateway.polls(f"t{i}")[-1] - gateway.done_at(f"t{i}") for i in range(100)]
+    assert max(delays) <= 1.2 * 100 / 2.0
+    assert len(queries) <= 4 * 100
 
 
 def test_overdue_task_near_completion_goes_first(virtual):

@@ -1,0 +1,227 @@
+"""When to poll a task: the policy, what progress predicts, what finished tasks teach.
+
+A poll costs a request from the key's budget; the only poll that is never wasted is the one that
+finds the task finished. The schedule spends polls where they are likely to find one, within a
+bound on how late a completion may be seen (``max_interval``):
+
+* **Progress that agrees.** Two estimates of the end from the last progress samples (timed by
+  the answers' own ``status_update_time`` when they carry one) that agree within a refresh
+  period (or a tenth of what remains): the next poll aims just past that end, even if it is
+  further than ``max_interval`` away, but never more than ``8 * max_interval`` ahead (a far
+  end is checked again on the way).
+* **Progress that does not agree yet**, or a single sample: the end is uncertain (spread ``s``)
+  and the next poll comes when a completion could first be ``max_interval`` old:
+  ``end - 2 s + max_interval``.
+* **No usable progress, but finished tasks of the model** (20 at least): their durations are a
+  distribution ``F``. The next poll after a poll at age ``a`` comes at the age where a
+  completion since ``a`` has become likely enough to risk being late: the
+  ``F(a) + 2% (1 - F(a))`` quantile, plus ``max_interval``. Where completions are rare the
+  gaps are long; where they are dense, about ``max_interval``.
+* **Nothing known** (a cold start, a stall, an end that passed): geometric growth from
+  ``initial`` by ``factor`` up to ``max_interval``, counted from the last change of progress.
+* **The gateway's refresh period**: its stored state changes only every ``refresh`` seconds (15,
+  Veo excepted: fetched live), so a task is never polled twice within one.
+
+Under a tight budget the watcher polls first the due task most likely finished
+(:meth:`Forecast.chance`), and lets creates go first while no due poll is likely to find one.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import random
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+
+__all__ = ["Durations", "Forecast", "PollPolicy", "estimate", "refresh_of"]
+
+_LEARNED = 20  # finished tasks of a model before its distribution is trusted
+_KEPT = 256  # durations kept per model (the most recent)
+_RISK = 0.02  # the chance, per gap, that a completion in it is seen more than max_interval late
+_REACH = 8  # an agreed end is aimed at up to this many max_intervals ahead
+_LIVE_PREFIXES = ("veo",)  # families whose state the gateway fetches live on each query
+
+
+def _seconds(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (
+        math.isfinite(value) and value > 0
+    ):
+        raise ValueError(f"{attribute.name} must be a positive number of seconds, not {value!r}")
+
+
+def _not_negative(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (
+        math.isfinite(value) and value >= 0
+    ):
+        raise ValueError(f"{attribute.name} must be a number of seconds >= 0, not {value!r}")
+
+
+def _factor(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 1 <= value <= 10:
+        raise ValueError(f"{attribute.name} must be a number from 1 to 10, not {value!r}")
+
+
+def _jitter(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+        raise ValueError(f"{attribute.name} must be a fraction from 0 to below 1, not {value!r}")
+
+
+def _optional_seconds(_: Any, attribute: attrs.Attribute[Any], value: float | None) -> None:
+    if value is not None:
+        _seconds(_, attribute, value)
+
+
+@attrs.frozen
+class PollPolicy:
+    """When to poll a task (the rules are in ``octovid._schedule``'s docstring).
+
+    Attributes:
+        initial: The first interval when nothing is known of a task or its model.
+        max_interval: The bound on how late a completion may be seen: the gap between polls
+            once an end is due, and every gap while no end can be predicted. An end that the
+            progress predicts and agrees on may be aimed at further away (up to 8 times this),
+            and is checked on the way there.
+        factor: The growth of the interval, from ``initial`` to ``max_interval``, while
+            nothing is known.
+        jitter: Each interval is stretched or shrunk by up to this fraction, so that tasks
+            created together do not poll together.
+        deadline: The default number of seconds a job may take in all (None: no limit).
+        refresh: The gateway's state refresh period: a task is not polled twice within it
+            (0: never skip), unless ``max_interval`` is shorter. Veo tasks are fetched live and
+            ignore it.
+    """
+
+    initial: float = attrs.field(default=5.0, validator=_seconds)
+    max_interval: float = attrs.field(default=30.0, validator=_seconds)
+    factor: float = attrs.field(default=1.5, validator=_factor)
+    jitter: float = attrs.field(default=0.1, validator=_jitter)
+    deadline: float | None = attrs.field(default=3600.0, validator=_optional_seconds)
+    refresh: float = attrs.field(default=15.0, kw_only=True, validator=_not_negative)
+
+    def __attrs_post_init__(self) -> None:
+        if self.max_interval < self.initial:
+            raise ValueError(
+                f"max_interval ({self.max_interval}) must not be below initial ({self.initial})"
+            )
+
+    def geometric(self, step: int, rng: random.Random) -> float:
+        """The ``step``-th interval of the geometric schedule, jittered."""
+        interval = min(self.max_interval, self.initial * self.factor ** step)
+        return min(self.max_interval, interval * (1 + rng.uniform(-self.jitter, self.jitter)))
+
+
+def refresh_of(policy: PollPolicy, model: str | None) -> float:
+    """The refresh period to respect for a task of ``model`` (never above ``max_interval``)."""
+    if model is not None and model.lower().startswith(_LIVE_PREFIXES):
+        return 0.0
+    return min(policy.refresh, policy.max_interval)
+
+
+def estimate(samples: Sequence[tuple[float, int]]) -> float | None:
+    """The loop time progress should reach 100, from (time, progress) samples; None if unknown."""
+    if len(samples) < 2:
+        return None
+    (t0, p0), (t1, p1) = samples[0], samples[-1]
+    if p1 <= p0 or t1 <= t0 or p1 >= 100:
+        return None
+    return t1 + (100 - p1) * (t1 - t0) / (p1 - p0)
+
+
+class Durations:
+    """How long one model's finished tasks took, create to completion: the recent ones."""
+
+    __slots__ = ("_order", "_sorted")
+
+    def __init__(self) -> None:
+        self._order: deque[float] = deque()  # arrival order, for forgetting the oldest
+        self._sorted: list[float] = []
+
+    def __len__(self) -> int:
+        return len(self._sorted)
+
+    def add(self, seconds: float) -> None:
+        """Learn one duration."""
+        if not (math.isfinite(seconds) and seconds > 0):
+            return
+        if len(self._order) >= _KEPT:
+            oldest = self._order.popleft()
+            del self._sorted[bisect.bisect_left(self._sorted, oldest)]
+        self._order.append(seconds)
+        bisect.insort(self._sorted, seconds)
+
+    def cdf(self, seconds: float) -> float:
+        """The share of durations up to ``seconds``."""
+        return bisect.bisect_right(self._sorted, seconds) / len(self._sorted)
+
+    def quantile(self, q: float) -> float:
+        """The duration below which a share ``q`` of tasks finished."""
+        data = self._sorted
+        return data[min(len(data) - 1, max(0, math.ceil(q * len(data)) - 1))]
+
+
+class Forecast:
+    """What is known of one task's end: from its progress, or from its model's history."""
+
+    __slots__ = ("end", "spread")
+
+    def __init__(self, end: float, spread: float) -> None:
+        self.end = end  #: the loop time the task should be seen finished
+        self.spread = spread  #: how uncertain that is, in seconds (one standard deviation)
+
+    @classmethod
+    def of(cls, samples: Sequence[tuple[float, int]], started: float | None,
+           refresh: float) -> Forecast | None:
+        """The forecast from (loop time, progress) samples, oldest first; None if none."""
+        if len(samples) < 2:
+            return None
+        late = estimate(samples)
+        if late is None:
+            return None
+        if len(samples) >= 3:
+            early = estimate(samples[-2:])
+            if early is not None:
+                tolerance = max(refresh, 0.1 * (max(late, early) - samples[-1][0]))
+                spread = abs(late - early) / 2
+                if abs(late - early) <= tolerance:
+                    return cls((late + early) / 2, spread)
+                return cls(max(late, early), max(spread, tolerance))
+        origin = started if started is not None else samples[0][0]
+        return cls(late, max(refresh, 0.3 * (late - origin)))
+
+    def agreed(self, policy: PollPolicy) -> bool:
+        """Whether the end is known well enough to aim one poll at it."""
+        return 2 * self.spread <= policy.max_interval / 2
+
+    def chance(self, at: float) -> float:
+        """The chance that the task is finished at loop time ``at``."""
+        return 0.5 * (1 + math.erf((at - self.end) / (self.spread * math.sqrt(2) + 1e-9)))
+
+
+def learned_gap(durations: Durations, age: float, policy: PollPolicy) -> float | None:
+    """Seconds from a poll at ``age`` to the next one, by the model's finished tasks; or None."""
+    if len(durations) < _LEARNED:
+        return None
+    below = durations.cdf(age)
+    if below >= 1.0:
+        return None  # older than every task seen finish: nothing to go by
+    target = durations.quantile(below + _RISK * (1 - below))
+    return max(0.0, target - age) + policy.max_interval
+
+
+def learned_chance(durations: Durations, age: float, last_age: float) -> float | None:
+    """The chance a task of ``last_age`` at its last poll is finished at ``age``; or None."""
+    if len(durations) < _LEARNED:
+        return None
+    before = durations.cdf(last_age)
+    if before >= 1.0:
+        return 1.0  # older than every task seen finish: it is likely at its end
+    return (durations.cdf(age) - before) / (1 - before)
+
+
+def reach(policy: PollPolicy) -> float:
+    """How far ahead an agreed end may be aimed at."""
+    return _REACH * policy.max_interval
