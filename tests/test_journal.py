@@ -71,8 +71,8 @@ async def test_a_hundred_thousand_claims_are_one_transaction_off_the_loop(tmp_pa
         assert len(client.journal) == 100_000
         for job in jobs:
             job.cancel()
-    with Journal(path) as journal:
-        assert {entry.state for entry in journal} == {JobState.QUEUED}
+    with Journal(path) as journal:  # the gateway is unreachable: some were refused, none sent
+        assert {entry.state for entry in journal} <= {JobState.QUEUED, JobState.REFUSED}
 
 
 def _fail_writes(path: Path, when: str) -> None:
