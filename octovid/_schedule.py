@@ -9,9 +9,9 @@ bound on how late a completion may be seen (``max_interval``):
   period (or a tenth of what remains): the next poll aims just past that end, even if it is
   further than ``max_interval`` away, but never more than ``8 * max_interval`` ahead (a far
   end is checked again on the way).
-* **Progress that does not agree yet**, or a single sample: the end is uncertain (spread ``s``)
-  and the next poll comes when a completion could first be ``max_interval`` old:
-  ``end - 2 s + max_interval``.
+* **Progress that does not agree yet**, or a single sample (read against the start): the end
+  is uncertain (spread ``s``) and the next poll comes when a completion could first be
+  ``max_interval`` old, ``end - 2 s + max_interval``, and ``max_interval`` from now at most.
 * **No usable progress, but finished tasks of the model** (20 at least): their durations are a
   distribution ``F``. The next poll after a poll at age ``a`` comes at the age where a
   completion since ``a`` has become likely enough to risk being late: the
@@ -175,22 +175,31 @@ class Forecast:
     @classmethod
     def of(cls, samples: Sequence[tuple[float, int]], started: float | None,
            refresh: float) -> Forecast | None:
-        """The forecast from (loop time, progress) samples, oldest first; None if none."""
+        """The forecast from (loop time, progress) samples, oldest first; None if none.
+
+        Two estimates of the end are compared: from the last two samples, and from the first
+        (or from the start, progress 0 then, if the first is above 0). A lone sample above 0
+        is read against the start, with a wide spread: the task may have queued first.
+        """
+        if started is not None and samples and 0 < samples[0][1] < 100 and (
+            samples[0][0] > started
+        ):
+            samples = [(started, 0), *samples]
         if len(samples) < 2:
             return None
         late = estimate(samples)
         if late is None:
             return None
-        if len(samples) >= 3:
-            early = estimate(samples[-2:])
-            if early is not None:
-                tolerance = max(refresh, 0.1 * (max(late, early) - samples[-1][0]))
-                spread = abs(late - early) / 2
-                if abs(late - early) <= tolerance:
-                    return cls((late + early) / 2, spread)
-                return cls(max(late, early), max(spread, tolerance))
-        origin = started if started is not None else samples[0][0]
-        return cls(late, max(refresh, 0.3 * (late - origin)))
+        if len(samples) == 2:
+            return cls(late, max(refresh, 0.3 * (late - samples[0][0])))
+        early = estimate(samples[-2:])
+        if early is None:
+            return cls(late, max(refresh, 0.3 * (late - samples[0][0])))
+        tolerance = max(refresh, 0.1 * (max(late, early) - samples[-1][0]))
+        spread = abs(late - early) / 2
+        if abs(late - early) <= tolerance:
+            return cls((late + early) / 2, spread)
+        return cls(max(late, early), max(spread, tolerance))
 
     def agreed(self, policy: PollPolicy) -> bool:
         """Whether the end is known well enough to aim one poll at it."""

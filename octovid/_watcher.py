@@ -58,7 +58,7 @@ __all__ = ["Creating", "Polling", "Watcher"]
 
 log = logging.getLogger("octovid")
 
-_SAMPLES = 3  # progress samples kept per task
+_SAMPLES = 2  # progress samples kept per task (the start makes a third)
 _LIKELY = 0.5  # a poll this likely to find its task finished goes before waiting creates
 
 
@@ -105,16 +105,17 @@ def _started(task: Task | None, now: float) -> float | None:
     return now - age if 0 <= age < 30 * 86400 else None
 
 
-def _state_time(task: Task, now: float) -> float:
+def _state_time(task: Task, now: float, refresh: float) -> float:
     """The loop time of the state an answer shows: its ``status_update_time`` if plausible.
 
-    The gateway refreshes its stored state every 15 s or so: the progress of an answer may be
-    that old. Clocks differ, so a stamp in the future or older than a minute is not believed.
+    The gateway refreshes its stored state every ``refresh`` seconds: the progress of an answer
+    may be that old, and the stamp says how old. Clocks differ, and some stamps only move with
+    the status, so a stamp is believed only within about one refresh period of now.
     """
-    if task.updated_at is None:
+    if task.updated_at is None or not refresh:
         return now
     age = time.time() - task.updated_at.timestamp()
-    return now - age if -1.0 <= age <= 60.0 else now
+    return now - age if -refresh / 2 <= age <= 1.5 * refresh else now
 
 
 def _stop_unless_done(task: asyncio.Task[Any] | None, _: Job) -> None:
@@ -147,15 +148,21 @@ class _Entry:
         self.samples: list[tuple[float, int]] = []  # (loop time, progress), rising, 3 at most
         self.forecast: Forecast | None = None
 
-    def sample(self, at: float, progress: int | None) -> None:
-        """Keep the time each new progress value was reached; restart if it went back."""
+    def sample(self, at: float, progress: int | None, now: float | None = None) -> None:
+        """Keep the time each new progress value was reached; restart if it went back.
+
+        ``at`` is when the state was stamped; a stamp that did not move while the progress did
+        belongs to the status, not the progress: ``now`` is taken instead.
+        """
         if progress is None:
             return
         samples = self.samples
         if samples and progress < samples[-1][1]:
             samples.clear()
         if not samples or progress > samples[-1][1]:
-            samples.append((max(at, samples[-1][0]) if samples else at, progress))
+            if samples and at <= samples[-1][0]:
+                at = max(now or at, samples[-1][0])
+            samples.append((at, progress))
             if len(samples) > _SAMPLES:
                 del samples[0]
             self.unchanged = 0
@@ -548,7 +555,8 @@ class Watcher:
         else:
             for job in entry.jobs:
                 job._update(task)
-            entry.sample(_state_time(task, now), task.progress)
+            entry.sample(_state_time(task, now, refresh_of(self._policy, entry.model)),
+                         task.progress, now)
             self._schedule(entry, max(self._plan(entry, now), hint or 0.0))
         if changed:  # after the next poll is settled: the observer (journal) cannot stop it
             try:
@@ -574,10 +582,11 @@ class Watcher:
         forecast = entry.forecast = Forecast.of(entry.samples, entry.started, refresh)
         if forecast is not None and forecast.end > now:
             if forecast.agreed(policy):  # aim just past the end, where it turns visible
-                gap = forecast.end - now + refresh / 2 + 1.0
-            else:  # when a completion could first be max_interval old
-                gap = forecast.end - 2 * forecast.spread + policy.max_interval - now
-            return max(refresh, min(gap, reach(policy)) * (1 + self._rng.uniform(0, 0.05)))
+                gap = forecast.end - now + refresh / 2 + policy.initial / 5
+            else:  # when a completion could first be max_interval old; no further
+                gap = min(policy.max_interval,
+                          forecast.end - 2 * forecast.spread + policy.max_interval - now)
+            return max(refresh, min(gap * (1 + self._rng.uniform(0, 0.05)), reach(policy)))
         durations = self._durations.get(entry.model) if entry.model else None
         if forecast is None and durations is not None and entry.started is not None:
             learned = learned_gap(durations, now - entry.started, policy)

@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import random
 from collections import Counter, defaultdict
+from collections.abc import Callable
 
 import pytest
 
@@ -30,6 +31,8 @@ class Gateway:
         self.faults: dict[str, list[Exception]] = defaultdict(list)
         self.status_word: dict[str, str] = {}
         self.stall_at: dict[str, int] = {}  # task id -> the progress it sticks at
+        self.shape: dict[str, Callable[[float], int | None]] = {}  # fraction done -> progress
+        self.model: dict[str, str] = {}  # task id -> the model its answers name
         self.log: list[tuple[float, str, str]] = []  # (time, "create" | "query", task id)
         self.observations: list[Task] = []  # what the watcher reported (the journal's feed)
         self.default_duration = 10.0
@@ -67,7 +70,11 @@ class Gateway:
             self.log.append((slot.at, "create", task_id))
             await asyncio.sleep(self.latency)
             self.add(task_id, self.default_duration)
-            task = Task(id=task_id, status=Status.QUEUED, raw_status="queued", progress=0)
+            model = job.request.model if job.request is not None else None
+            if model is not None:
+                self.model[task_id] = model
+            task = Task(id=task_id, status=Status.QUEUED, raw_status="queued", model=model,
+                        progress=0 if self.progress else None)
             job._update(task)
             return task
 
@@ -90,8 +97,10 @@ class Gateway:
             return Task(id=task_id, status=Status.COMPLETED, raw_status="completed",
                         progress=100, video_url=f"https://cdn.example/{task_id}.mp4")
         word = self.status_word.get(task_id, "processing")
+        shape = self.shape.get(task_id)
+        progress = shape(fraction) if shape else int(fraction * 100) if self.progress else None
         return Task(id=task_id, status=octovid._task.status_of(word), raw_status=word,
-                    progress=int(fraction * 100) if self.progress else None)
+                    progress=progress, model=self.model.get(task_id))
 
 
 def make(

@@ -1,0 +1,222 @@
+"""The poll schedule on virtual time: every progress pattern of WORKLOADS.md, learning, budget.
+
+The gateway here is the virtual one of test_watcher (no I/O, exact times); each test names the
+progress pattern it runs (WORKLOADS.md "Patterns the scheduler must survive").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+
+import pytest
+
+import octovid
+from octovid import PollPolicy, Status, Task
+from octovid._schedule import Durations, Forecast, learned_gap
+from test_watcher import go, make
+
+D = PollPolicy().max_interval  # 30 s: the bound on how late a completion may be seen
+
+
+def linear(fraction: float) -> int:
+    return int(fraction * 100)
+
+
+def queued_then_rising(fraction: float) -> int:
+    return 0 if fraction < 0.4 else int((fraction - 0.4) / 0.6 * 100)
+
+
+def jumping(fraction: float) -> int:
+    return 0 if fraction < 0.7 else 90
+
+
+def stalling(fraction: float) -> int:
+    return min(60, int(fraction * 100)) if fraction < 0.9 else int(fraction * 100)
+
+
+def none(fraction: float) -> int | None:
+    return None
+
+
+def run_one(virtual, shape, duration: float, *, model: str = "sora-2",
+            policy: PollPolicy | None = None, learned: list[float] | None = None):
+    """Watch one task of ``duration`` from its create; return (polls, detection delay)."""
+    watcher, gateway, _ = make(policy=policy or PollPolicy(jitter=0.0, deadline=None))
+    gateway.latency = 0.0
+    for seconds in learned or ():
+        watcher.learn(model, seconds)
+
+    async def main() -> tuple[int, float]:
+        loop = asyncio.get_running_loop()
+        gateway.add("a", duration=duration)
+        gateway.shape["a"] = shape
+        gateway.model["a"] = model
+        start = Task(id="a", status=Status.QUEUED, raw_status="queued", model=model,
+                     progress=None if shape is none else 0)
+        await watcher.watch("a", deadline=None, task=start, created_at=loop.time())
+        return len(gateway.polls("a")), loop.time() - gateway.done_at("a")
+
+    return go(virtual, watcher, main)
+
+
+@pytest.mark.parametrize("duration", [60.0, 180.0, 240.0])
+def test_honest_linear_progress_costs_three_polls_and_is_seen_within_the_bound(
+    virtual, duration
+):
+    """Linear progress: the end is aimed at once two estimates agree; seen within 30 s."""
+    polls, delay = run_one(virtual, linear, duration)
+    assert polls <= 4
+    assert 0 <= delay <= D
+
+
+def test_an_agreed_end_is_aimed_at_beyond_max_interval(virtual):
+    """With agreeing samples the next poll may be further than max_interval away."""
+    watcher, gateway, _ = make(policy=PollPolicy(jitter=0.0, deadline=None))
+    gateway.latency = 0.0
+
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        gateway.add("a", duration=600.0)
+        gateway.shape["a"] = linear
+        await watcher.watch("a", deadline=None, created_at=loop.time(),
+                            task=Task(id="a", status=Status.QUEUED, progress=0))
+        return gateway.polls("a")
+
+    gaps = [b - a for a, b in itertools.pairwise(go(virtual, watcher, main))]
+    assert max(gaps) > 3 * D  # aimed at the end, not every 30 s
+    assert max(gaps) <= 8 * D  # bounded: a far end is checked on the way
+
+
+@pytest.mark.parametrize(
+    ("shape", "duration"),
+    [(queued_then_rising, 200.0), (jumping, 200.0), (stalling, 300.0), (none, 120.0)],
+    ids=["queued-then-rising", "jumping", "stalling", "none"],
+)
+def test_every_pattern_is_seen_within_the_bound_without_a_spin(virtual, shape, duration):
+    """Queued, jumping, stalling and no progress: seen within 30 s, never polled in a spin."""
+    watcher, gateway, _ = make(policy=PollPolicy(jitter=0.0, deadline=None))
+    gateway.latency = 0.0
+
+    async def main() -> tuple[list[float], float]:
+        loop = asyncio.get_running_loop()
+        gateway.add("a", duration=duration)
+        gateway.shape["a"] = shape
+        start = Task(id="a", status=Status.QUEUED, progress=None if shape is none else 0)
+        await watcher.watch("a", deadline=None, task=start, created_at=loop.time())
+        return gateway.polls("a"), loop.time() - gateway.done_at("a")
+
+    polls, delay = go(virtual, watcher, main)
+    gaps = [b - a for a, b in itertools.pairwise(polls)]
+    assert 0 <= delay <= D
+    assert min(gaps) >= PollPolicy().refresh - 1e-9  # never twice within a refresh period
+    assert len(polls) <= duration / PollPolicy().refresh + 1
+
+
+def test_no_poll_within_one_refresh_period_except_for_live_veo(virtual):
+    """Two polls of one task are 15 s apart at least; Veo (fetched live) may go sooner."""
+    policy = PollPolicy(initial=2.0, max_interval=30.0, jitter=0.0, deadline=None)
+    sora, _ = run_one(virtual, none, 40.0, policy=policy)
+    veo, _ = run_one(virtual, none, 40.0, policy=policy, model="veo3.1-fast")
+    assert sora < veo  # the geometric 2, 3, 4.5 s... floored at 15 s for Sora only
+
+
+def test_learned_durations_aim_the_first_poll_near_where_tasks_finish(virtual):
+    """Once 50 tasks of a model finished in 100-130 s, a new one is first polled near 100 s."""
+    rng = random.Random(1)
+    learned = [rng.uniform(100, 130) for _ in range(50)]
+    polls, delay = run_one(virtual, none, 118.0, model="veo3.1", learned=learned)
+    cold, _ = run_one(virtual, none, 118.0, model="veo3.1")
+    assert polls <= 3 < cold
+    assert 0 <= delay <= D
+
+
+def test_learning_from_the_tasks_seen_to_finish(virtual):
+    """The watcher learns each model's durations from its own finished tasks."""
+    watcher, gateway, _ = make(policy=PollPolicy(jitter=0.0, deadline=None))
+    gateway.latency = 0.0
+    gateway.progress = False
+    gateway.default_duration = 90.0
+
+    async def main() -> list[int]:
+        counts = []
+        for _ in range(3):
+            jobs = [watcher.submit(octovid.VeoRequest(f"x{i}"), deadline=None)
+                    for i in range(25)]
+            await octovid.gather(jobs)
+            counts.append(len([e for e in gateway.log if e[1] == "query"]))
+        return counts
+
+    first, second, third = go(virtual, watcher, main)
+    assert third - second < first  # later batches cost fewer polls than the cold first one
+
+
+def test_durations_keep_the_recent_ones_in_order():
+    """Durations forget the oldest beyond 256 and answer quantiles and the cdf."""
+    durations = Durations()
+    for seconds in range(1, 301):
+        durations.add(float(seconds))
+    assert len(durations) == 256
+    assert durations.quantile(0.0) == 45.0 and durations.quantile(1.0) == 300.0
+    assert durations.cdf(44.0) == 0.0 and durations.cdf(300.0) == 1.0
+    assert learned_gap(durations, 310.0, PollPolicy()) is None  # older than any seen: no clue
+
+
+def test_forecasts_agree_only_when_two_estimates_do():
+    """Linear samples agree (tight spread); a slow start then a fast rise do not."""
+    agreed = Forecast.of([(60.0, 30), (90.0, 45)], started=0.0, refresh=15.0)
+    assert agreed is not None and agreed.agreed(PollPolicy())
+    assert agreed.end == pytest.approx(200.0)
+    disputed = Forecast.of([(60.0, 5), (90.0, 45)], started=0.0, refresh=15.0)
+    assert disputed is not None and not disputed.agreed(PollPolicy())
+    assert Forecast.of([(60.0, 0)], started=0.0, refresh=15.0) is None
+
+
+def test_a_poll_after_hint_is_honoured(virtual):
+    """A server's poll-after hint is never shortened by the schedule."""
+    watcher, gateway, _ = make(policy=PollPolicy(jitter=0.0, deadline=None, refresh=0.0))
+    gateway.latency = 0.0
+    original = gateway.query
+
+    async def hinted(slot, task_id):
+        task, _ = await original(slot, task_id)
+        return task, 50.0
+
+    gateway.query = hinted  # type: ignore[method-assign]
+
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        gateway.add("a", duration=120.0)
+        gateway.shape["a"] = none
+        await watcher.watch("a", deadline=None, created_at=loop.time(),
+                            task=Task(id="a", status=Status.QUEUED))
+        return gateway.polls("a")
+
+    gaps = [b - a for a, b in itertools.pairwise(go(virtual, watcher, main))]
+    assert gaps and min(gaps) >= 50.0
+
+
+def test_under_a_tight_budget_the_likeliest_finished_is_polled_first(virtual):
+    """With slots scarce, a task past its agreed end is polled before long ones just due."""
+    watcher, gateway, _ = make(rate=0.5, policy=PollPolicy(jitter=0.0, deadline=None))
+    gateway.latency = 0.0
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        jobs = []
+        for i in range(20):
+            gateway.add(f"slow{i}", duration=10_000.0)
+            gateway.shape[f"slow{i}"] = none
+            jobs.append(watcher.watch(f"slow{i}", deadline=None, created_at=loop.time(),
+                                      task=Task(id=f"slow{i}", status=Status.QUEUED)))
+        gateway.add("fast", duration=100.0)
+        gateway.shape["fast"] = linear
+        fast = watcher.watch("fast", deadline=None, created_at=loop.time(),
+                             task=Task(id="fast", status=Status.QUEUED, progress=0))
+        await fast
+        for job in jobs:
+            job.cancel()
+        return loop.time() - gateway.done_at("fast")
+
+    assert go(virtual, watcher, main) <= 2 * D  # not behind a FIFO round of 20 slow tasks
