@@ -11,11 +11,11 @@ import itertools
 import random
 
 import pytest
+from test_watcher import go, make
 
 import octovid
 from octovid import PollPolicy, Status, Task
 from octovid._schedule import Durations, Forecast, learned_gap
-from test_watcher import go, make
 
 D = PollPolicy().max_interval  # 30 s: the bound on how late a completion may be seen
 
