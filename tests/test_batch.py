@@ -261,7 +261,7 @@ async def test_videos_are_named_after_their_line_and_listed_in_the_manifest(tmp_
                  '{"model": "grok-video-3", "prompt": "a cat", "key": "cat"}')
     out = tmp_path / "out"
     async with Simulator(duration=(0.1, 0.3)) as sim:
-        run, results = await run_batch(sim, path, out, tmp_path / "j.db")
+        _, results = await run_batch(sim, path, out, tmp_path / "j.db")
     records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
     assert [(r["line"], r["prompt"], r["status"]) for r in records] == [
         (2, "a fox", "completed"), (3, "a cat", "completed")
