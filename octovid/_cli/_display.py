@@ -345,11 +345,11 @@ def summary_lines(
     else:
         for r in shown:
             head = f"line {r.line}  {r.status}"
-            ident = r.task_id or "-"
-            if len(head) + 2 + len(ident) <= width:
-                lines.append(f"{head}  {ident}")
+            task_id = r.task_id or "-"
+            if len(head) + 2 + len(task_id) <= width:
+                lines.append(f"{head}  {task_id}")
             else:  # the id on a line of its own, whole, to be read and copied
-                lines.extend((head, f"  {ident}"))
+                lines.extend((head, f"  {task_id}"))
             lines.extend(textwrap.wrap(_reason(r), max(20, width - 4), initial_indent="    ",
                                        subsequent_indent="    ", break_on_hyphens=False))
     if len(shown) < len(bad):
