@@ -316,3 +316,33 @@ async def test_demo_runs_on_the_embedded_simulator(tmp_path):
     videos = list((tmp_path / "demo").glob("*.mp4"))
     assert len(videos) == 8 and all(v.read_bytes() == VIDEO for v in videos)
     assert out.splitlines()[0].startswith("8 lines: 8 completed; videos in ")
+
+
+async def test_simulate_prints_the_exports_logs_each_request_and_a_tally(tmp_path):
+    """octovid simulate: the export line first, a log line per request, a tally on Ctrl-C."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "octovid", "simulate", "--port", "0", "--duration", "0.1", "0.2",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    head = []
+    while not head or not head[-1].startswith("export "):
+        head.append((await asyncio.wait_for(process.stdout.readline(), 20)).decode().strip())
+    exports = dict(item.split("=", 1) for item in head[-1].split()[1:])
+    status, out, err = await octovid("create", "sora-2", "a corgi", "--json",
+                                     env=exports)
+    task_id = json.loads(out)["id"]
+    await octovid("status", task_id, env=exports)
+    process.send_signal(signal.SIGINT)
+    rest, log = await asyncio.wait_for(process.communicate(), 20)
+    assert status == 0, err
+    assert head[0].startswith("octovid simulator listening on http://127.0.0.1:")
+    assert set(exports) == {"OCTOVID_BASE_URL", "OCTOVID_API_KEY"}
+    logged = log.decode().splitlines()
+    assert logged[0].endswith(f'"POST /v1/video/create" 200  {task_id}')
+    assert logged[1].endswith(f" 200  {task_id}")
+    assert '"GET /v1/video/query?id=' in logged[1]
+    assert rest.decode().strip().splitlines()[-1] == (
+        "octovid simulator: stopped after 2 requests (1 create, 1 query); 1 task (1 completed)"
+    )
+    assert process.returncode == 0

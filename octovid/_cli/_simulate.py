@@ -35,22 +35,27 @@ def tally(sim: Simulator) -> str:
     kinds: Counter[str] = Counter()
     for record in sim.requests:
         if record.route == "cdn" or record.path.endswith("/content"):
-            kinds["downloads"] += 1
+            kinds["download"] += 1
         elif record.method == "POST":
-            kinds["creates"] += 1
+            kinds["create"] += 1
         else:
-            kinds["queries"] += 1
+            kinds["query"] += 1
     outcomes: Counter[str] = Counter(
         task.outcome if time.monotonic() >= task.terminal_at else "running"
         for task in sim.tasks.values()
     )
-    served = ", ".join(f"{kinds[k]} {k}" for k in ("creates", "queries", "downloads") if kinds[k])
+    served = ", ".join(_count(kinds[k], k) for k in ("create", "query", "download") if kinds[k])
     made = ", ".join(f"{n} {o}" for o, n in sorted(outcomes.items()))
-    text = f"{len(sim.requests)} requests" + (f" ({served})" if served else "")
-    text += f"; {len(sim.tasks)} tasks" + (f" ({made})" if made else "")
+    text = _count(len(sim.requests), "request") + (f" ({served})" if served else "")
+    text += f"; {_count(len(sim.tasks), 'task')}" + (f" ({made})" if made else "")
     if sim.rate_limited:
         text += f"; {sim.rate_limited} answered 429"
     return text
+
+
+def _count(number: int, noun: str) -> str:
+    plural = noun[:-1] + "ies" if noun.endswith("y") else noun + "s"
+    return f"{number} {noun if number == 1 else plural}"
 
 
 async def _serve(sim: Simulator, *, quiet: bool, out: IO[str], log: IO[str]) -> None:
