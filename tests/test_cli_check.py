@@ -124,6 +124,21 @@ def test_unknown_models_are_sent_as_given_only_when_allowed(tmp_path, capsys, si
     assert "HTTP 503 model_not_found" in out
 
 
+def test_a_wrong_key_stops_the_batch_with_one_line(tmp_path, capsys, sim):
+    """30 lines and a wrong key: one error line, no table of 401s, exit 1."""
+    batch = lines(tmp_path / "p.jsonl",
+                  *(f'{{"model": "sora-2", "prompt": "take {i}"}}' for i in range(30)))
+    status, out, err = run(capsys, "batch", str(batch), "--out", str(tmp_path / "o"),
+                           "--api-key", "wrong", "--base-url", sim.url)
+    assert status == 1
+    assert out == ""
+    assert err.splitlines()[0] == f"octovid: {batch}: 30 lines: 30 to create"
+    (error,) = err.splitlines()[1:]
+    assert error.startswith("octovid: error: HTTP 401: Invalid token")
+    assert error.endswith("check --api-key or OCTOVID_API_KEY; stopped, nothing more was sent")
+    assert not sim.tasks
+
+
 def test_create_checks_its_model_and_fields_too(capsys):
     """create soar-2 and --set durration=... are refused with the same words as batch lines."""
     common = ["--api-key", "k", "--base-url", "http://127.0.0.1:9"]
