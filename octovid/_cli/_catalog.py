@@ -256,7 +256,8 @@ def _markdown(families: Sequence[Family]) -> str:
         rows += [(f.name, f.allowed, f.default) for f in family.fields]
         for index, (name, allowed, default) in enumerate(rows):
             lead = f"{family.name} | {models}" if index == 0 else " | "
-            lines.append(f"| {lead} | `{name}` | {allowed} | {default} |")
+            text = allowed.replace("*", "\\*")  # not emphasis
+            lines.append(f"| {lead} | `{name}` | {text} | {default} |")
     return "\n".join(lines)
 
 
