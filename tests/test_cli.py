@@ -8,6 +8,7 @@ import os
 import signal
 import sqlite3
 import sys
+import time
 from importlib import resources
 from pathlib import Path
 
@@ -16,6 +17,21 @@ import pytest
 from octovid.testing import Simulator
 
 VIDEO = resources.files("octovid.testing").joinpath("sample.mp4").read_bytes()
+
+
+@pytest.fixture(autouse=True)
+def data_home(tmp_path, monkeypatch) -> Path:
+    """Each test's own data directory: its journals are its own."""
+    home = tmp_path / "data"
+    monkeypatch.setenv("XDG_DATA_HOME", str(home))
+    monkeypatch.delenv("OCTOVID_BASE_URL", raising=False)
+    return home
+
+
+def journal_file(home: Path) -> Path:
+    """The one journal the batches of a test wrote."""
+    (path,) = (home / "octovid" / "journals").glob("*.db")
+    return path
 
 
 async def octovid(*args: str, env: dict[str, str] | None = None,
@@ -37,8 +53,10 @@ async def until(condition) -> None:
         await asyncio.sleep(0.02)
 
 
-def connect(sim: Simulator) -> list[str]:
-    return ["--api-key", sim.api_key, "--base-url", sim.url, "--rate-limit", "50"]
+def connect(sim: Simulator, *, poll: bool = True) -> list[str]:
+    """The options that point a command at ``sim`` (global: they may come first)."""
+    options = ["--api-key", sim.api_key, "--base-url", sim.url, "--rate-limit", "50"]
+    return [*options, "--poll-interval", "0.2"] if poll else options
 
 
 def write_batch(path: Path, count: int) -> Path:
@@ -56,7 +74,7 @@ def write_batch(path: Path, count: int) -> Path:
 
 
 @pytest.mark.parametrize(
-    "command", [[], ["create"], ["status"], ["wait"], ["download"], ["batch"], ["demo"],
+    "command", [[], ["create"], ["status"], ["wait"], ["download"], ["batch"], ["models"], ["demo"],
                 ["simulate"]],
 )
 async def test_help_is_clear(command):
@@ -68,8 +86,8 @@ async def test_help_is_clear(command):
         assert "resum" in out  # the batch promise is stated up front
 
 
-async def test_batch_creates_downloads_and_summarises(tmp_path):
-    """A batch downloads every video, prints a summary and exits 0."""
+async def test_batch_creates_downloads_and_summarises(tmp_path, data_home):
+    """A batch downloads every video as 0007-<key>.mp4, prints a one-line total and exits 0."""
     batch = write_batch(tmp_path / "batch.jsonl", 5)
     out = tmp_path / "videos"
     async with Simulator(duration=(0.3, 0.8)) as sim:
@@ -79,23 +97,37 @@ async def test_batch_creates_downloads_and_summarises(tmp_path):
     assert status == 0, stderr
     videos = sorted(out.glob("*.mp4"))
     assert len(videos) == 5 and all(v.read_bytes() == VIDEO for v in videos)
-    assert "5 of 5 videos" in stdout
-    assert "jimeng-4" in stdout
+    assert [v.name[:5] for v in videos] == ["0003-", "0004-", "0005-", "0006-", "0007-"]
+    assert (out / "0007-jimeng-4.mp4").is_file()
+    assert stdout.splitlines() == [
+        f"5 lines: 5 completed; videos in {out}, list in {out / 'manifest.jsonl'}"
+    ]
+    assert stderr.splitlines()[0] == f"octovid: {batch}: 5 lines: 5 to create"
     assert sorted(creates.values()) == [1] * 5
-    assert (out / ".octovid-journal.db").exists()
+    assert journal_file(data_home).is_file()
+    assert not (out / ".octovid-journal.db").exists()
 
 
 async def test_batch_json_lines(tmp_path):
-    """With --json every finished job is one JSON line, then a summary line."""
+    """With --json: the plan, one line per batch line (its number, key, prompt), a summary."""
     batch = write_batch(tmp_path / "batch.jsonl", 3)
+    out = tmp_path / "o"
     async with Simulator(duration=(0.2, 0.4)) as sim:
-        status, stdout, _ = await octovid("batch", str(batch), "--out", str(tmp_path / "o"),
+        status, stdout, _ = await octovid("batch", str(batch), "--out", str(out),
                                           "--json", *connect(sim))
     records = [json.loads(line) for line in stdout.splitlines()]
     assert status == 0
-    assert {r["status"] for r in records[:-1]} == {"completed"}
-    assert all(Path(r["file"]).is_file() for r in records[:-1])
-    assert records[-1] == {"summary": {"done": 3}, "total": 3, "out": str(tmp_path / "o")}
+    assert records[0]["plan"] == {"create": 3, "running": 0, "done": 0, "failed": 0,
+                                  "uncertain": 0}
+    lines = sorted(records[1:-1], key=lambda r: r["line"])
+    assert [(r["line"], r["prompt"], r["model"]) for r in lines] == [
+        (3, "clip 0", "sora-2"), (4, "clip 1", "veo3.1-fast"), (5, "clip 2", "grok-video-3")
+    ]
+    assert {r["status"] for r in lines} == {"completed"}
+    assert all(len(r["key"]) == 16 and r["id"] for r in lines)
+    assert all(Path(r["file"]).name.startswith(f"{r['line']:04d}-{r['key']}") for r in lines)
+    assert records[-1] == {"summary": {"completed": 3}, "total": 3, "out": str(out),
+                           "manifest": str(out / "manifest.jsonl")}
 
 
 async def test_batch_killed_halfway_resumes_without_paying_twice(tmp_path):
@@ -108,7 +140,14 @@ async def test_batch_killed_halfway_resumes_without_paying_twice(tmp_path):
         process = await asyncio.create_subprocess_exec(
             *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
         )
-        await until(lambda: len(sim.creates_per_body()) >= 5)  # halfway through the creates
+        def between_creates() -> bool:
+            answered = sum(1 for r in sim.requests if r.method == "POST")
+            return len(sim.tasks) >= 5 and answered == len(sim.tasks)
+
+        # Halfway through the creates, between two of them: a kill during a create would
+        # rightly leave it uncertain (not created again), and this test about a video short.
+        await until(between_creates)
+        await asyncio.sleep(0.02)  # the answer reaches the journal; the next create is 125 ms off
         process.send_signal(signal.SIGKILL)
         await process.wait()
         killed_with = len(sim.creates_per_body())
@@ -121,7 +160,7 @@ async def test_batch_killed_halfway_resumes_without_paying_twice(tmp_path):
     assert not list(out.glob("*.part"))
 
 
-async def test_interrupted_batch_leaves_a_consistent_journal(tmp_path):
+async def test_interrupted_batch_leaves_a_consistent_journal(tmp_path, data_home):
     """Ctrl-C stops cleanly: exit 130, a one-line message, every created task journaled."""
     batch = write_batch(tmp_path / "batch.jsonl", 6)
     out = tmp_path / "videos"
@@ -137,7 +176,7 @@ async def test_interrupted_batch_leaves_a_consistent_journal(tmp_path):
     assert process.returncode == 130
     assert "run the same command again to resume" in err.decode()
     assert "Traceback" not in err.decode()
-    with sqlite3.connect(out / ".octovid-journal.db") as db:
+    with sqlite3.connect(journal_file(data_home)) as db:
         journaled = {row[0] for row in db.execute("SELECT task_id FROM jobs") if row[0]}
     assert journaled == created
 
@@ -166,21 +205,37 @@ async def test_a_second_ctrl_c_does_not_lose_creates_on_the_wire(tmp_path):
 
 
 async def test_failed_tasks_are_created_again_only_with_retry_failed(tmp_path):
-    """A re-run keeps failed tasks failed (nothing billed); --retry-failed creates them anew."""
+    """A re-run keeps failed tasks failed; --retry-failed creates them anew, unless refused
+    for their prompt (content policy), which would fail again."""
     batch = write_batch(tmp_path / "batch.jsonl", 3)
     out = tmp_path / "videos"
     run = ["batch", str(batch), "--out", str(out)]
-    async with Simulator(duration=(0.2, 0.4), failure_rate=1.0) as sim:
-        status, summary, _ = await octovid(*run, *connect(sim))
+    async with Simulator(duration=(5.0, 5.0)) as sim:
+
+        async def fail_all() -> None:
+            await until(lambda: len(sim.tasks) == 3)
+            reasons = ["content policy violation", "upstream generation error",
+                       "upstream task timed out"]
+            for task, reason in zip(sim.tasks.values(), reasons, strict=True):
+                sim.finish(task.id, fail=reason)
+
+        status, summary, _ = (await asyncio.gather(octovid(*run, *connect(sim)), fail_all()))[0]
         assert status == 1
         assert "--retry-failed" in summary
-        again, _, _ = await octovid(*run, *connect(sim))
+        assert "content policy violation" in summary
+        again, _, err = await octovid(*run, *connect(sim))
         assert again == 1
+        assert "3 lines: 3 failed" in err
         assert sorted(sim.creates_per_body().values()) == [1, 1, 1]
-        retried, _, _ = await octovid(*run, "--retry-failed", *connect(sim))
+        retried, _, err = await octovid(*run, "--retry-failed", *connect(sim))
+        policy = next(json.dumps(t.body, sort_keys=True, separators=(",", ":"))
+                      for t in sim.tasks.values() if t.reason == "content policy violation")
         creates = sim.creates_per_body()
-    assert retried == 1  # they fail again on this gateway, but they were tried again
-    assert sorted(creates.values()) == [2, 2, 2]
+    assert "1 refused for their prompt: kept failed" in err
+    assert "creating 2 failed lines again (--retry-failed)" in err
+    assert retried == 1  # the content-policy line is still failed
+    assert creates.pop(policy) == 1
+    assert sorted(creates.values()) == [2, 2]
 
 
 async def test_bad_line_is_reported_with_its_number_and_nothing_is_created(tmp_path):
@@ -203,7 +258,8 @@ async def test_bad_line_is_reported_with_its_number_and_nothing_is_created(tmp_p
 @pytest.mark.parametrize(
     ("line", "message"),
     [("not json", "not JSON"), ("[1, 2]", "expected a JSON object"),
-     ('{"prompt": "no model"}', "model=None")],
+     ('{"prompt": "no model"}', "no model (`octovid models` lists them)"),
+     ('{"model": "sora-2"}', "no prompt")],
 )
 async def test_each_kind_of_bad_line_is_named(tmp_path, line, message):
     """Invalid JSON, a non-object and a missing model each name their line."""
@@ -216,26 +272,30 @@ async def test_each_kind_of_bad_line_is_named(tmp_path, line, message):
 
 
 async def test_missing_key_is_one_clear_line(tmp_path):
-    """Without a key the command fails with one line naming the fix, no traceback."""
+    """Without a key the command fails with one line naming the option, in shell words."""
     status, _, err = await octovid("status", "some-id")
-    assert status == 1
-    assert err.strip() == ("octovid: error: no API key: pass api_key= to octovid.Client or "
-                           "set OCTOVID_API_KEY")
+    assert status == 2
+    assert err.strip() == "octovid: error: no API key: pass --api-key KEY or set OCTOVID_API_KEY"
 
 
 @pytest.mark.parametrize("command", ["status", "batch"])
 async def test_unreachable_host_is_one_clear_line(tmp_path, command):
-    """An unreachable gateway gives one line naming the host, no traceback, no table."""
+    """A refused connection is one plain line within seconds: no aiohttp names, no table."""
     if command == "status":
         args = ["status", "x"]
     else:
         batch = write_batch(tmp_path / "batch.jsonl", 20)
         args = ["batch", str(batch), "--out", str(tmp_path / "out"), "--json"]
+    started = time.monotonic()
     status, out, err = await octovid(*args, "--api-key", "k", "--base-url", "http://127.0.0.1:9")
+    took = time.monotonic() - started
     assert status == 1
-    assert len(err.strip().splitlines()) == 1
-    assert "cannot connect to http://127.0.0.1:9" in err
+    assert err.strip().splitlines() == [
+        "octovid: error: cannot connect to http://127.0.0.1:9 (connection refused); check "
+        "--base-url or OCTOVID_BASE_URL"
+    ]
     assert out == ""
+    assert took < 5  # not the client's 15 s of retries
 
 
 async def test_create_wait_download_and_status(tmp_path):
@@ -247,7 +307,7 @@ async def test_create_wait_download_and_status(tmp_path):
         )
         assert status == 0, err
         task_id = out.split()[0]
-        status, out, _ = await octovid("status", task_id, "--json", *connect(sim))
+        status, out, _ = await octovid("status", task_id, "--json", *connect(sim, poll=False))
         body = next(iter(sim.tasks.values())).body
     assert status == 0
     assert json.loads(out)["status"] == "completed"
@@ -262,4 +322,34 @@ async def test_demo_runs_on_the_embedded_simulator(tmp_path):
     assert status == 0, err
     videos = list((tmp_path / "demo").glob("*.mp4"))
     assert len(videos) == 8 and all(v.read_bytes() == VIDEO for v in videos)
-    assert "8 of 8 videos" in out
+    assert out.splitlines()[0].startswith("8 lines: 8 completed; videos in ")
+
+
+async def test_simulate_prints_the_exports_logs_each_request_and_a_tally(tmp_path):
+    """octovid simulate: the export line first, a log line per request, a tally on Ctrl-C."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "octovid", "simulate", "--port", "0", "--duration", "0.1", "0.2",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    head = []
+    while not head or not head[-1].startswith("export "):
+        head.append((await asyncio.wait_for(process.stdout.readline(), 20)).decode().strip())
+    exports = dict(item.split("=", 1) for item in head[-1].split()[1:])
+    status, out, err = await octovid("create", "sora-2", "a corgi", "--json",
+                                     env=exports)
+    task_id = json.loads(out)["id"]
+    await octovid("status", task_id, env=exports)
+    process.send_signal(signal.SIGINT)
+    rest, log = await asyncio.wait_for(process.communicate(), 20)
+    assert status == 0, err
+    assert head[0].startswith("octovid simulator listening on http://127.0.0.1:")
+    assert set(exports) == {"OCTOVID_BASE_URL", "OCTOVID_API_KEY"}
+    logged = log.decode().splitlines()
+    assert logged[0].endswith(f'"POST /v1/video/create" 200  {task_id}')
+    assert logged[1].endswith(f" 200  {task_id}")
+    assert '"GET /v1/video/query?id=' in logged[1]
+    assert rest.decode().strip().splitlines()[-1] == (
+        "octovid simulator: stopped after 2 requests (1 create, 1 query); 1 task (1 completed)"
+    )
+    assert process.returncode == 0
