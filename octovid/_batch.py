@@ -674,10 +674,8 @@ class BatchRun:
         span = min(60.0, now - self._started)
         rate = len(recent) / span if recent and span >= 5.0 else None
         stats = self._client.stats
-        limiter = getattr(self._client, "_limiter", None)
-        paused = float(getattr(limiter, "paused_for", 0.0) or 0.0)
         return Snapshot(len(self.plan.states), dict(counts), now - self._started, rate,
-                        paused, stats.rate_limited)
+                        stats.paused_for, stats.rate_limited)
 
     # -- internals -------------------------------------------------------------------------
 

@@ -60,6 +60,7 @@ class Stats:
         errors: Requests that failed (an HTTP error or no answer), 429s included.
         limiter_wait: Seconds spent waiting for the rate limiter, summed over requests.
         rate: The limiter's current rate (requests per second; lower after congestion).
+        paused_for: Seconds until the key's requests go again, when a 429 paused them (else 0).
         watching: Task ids being polled now.
         pending: Jobs not yet resolved.
     """
@@ -73,6 +74,7 @@ class Stats:
     errors: int = 0
     limiter_wait: float = 0.0
     rate: float = 0.0
+    paused_for: float = 0.0
     watching: int = 0
     pending: int = 0
 
@@ -218,6 +220,7 @@ class Client:
             errors=c.errors,
             limiter_wait=self._limiter.waited,
             rate=self._limiter.rate,
+            paused_for=self._limiter.paused_for,
             watching=self._watcher.watching,
             pending=self._watcher.pending,
         )

@@ -620,7 +620,7 @@ class Watcher:
             attempt=entry.strikes if isinstance(exc, ProtocolError) else entry.failures,
         )
         if verdict.action is not Action.RETRY:
-            log.warning("octovid: giving up on task %s: %s", entry.task_id, exc)
+            log.info("octovid: giving up on task %s: %s", entry.task_id, exc)
             self._drop(entry)
             for job in entry.jobs:
                 self.settle(job, exc)

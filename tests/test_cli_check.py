@@ -44,7 +44,9 @@ def run(capsys, *args: str) -> tuple[int, str, str]:
 
 
 def to(sim: Simulator) -> list[str]:
-    return ["--api-key", sim.api_key, "--base-url", sim.url, "--rate-limit", "50"]
+    """The options of a create, wait or batch against ``sim`` (its tasks are quick)."""
+    return ["--api-key", sim.api_key, "--base-url", sim.url, "--rate-limit", "50",
+            "--poll-interval", "0.2"]
 
 
 def lines(path: Path, *rows: str) -> Path:
@@ -173,13 +175,14 @@ def test_a_rerun_says_what_is_done_running_and_left(tmp_path, capsys, sim):
     assert first[0] == 0, first[2]
     lines(batch, GOOD, '{"model": "sora-2", "prompt": "b"}', '{"model": "sora-2", "prompt": "c"}')
     status, stdout, err = run(capsys, "batch", str(batch), "--out", out, *to(sim),
-                              "--deadline", "0.3")
+                              "--deadline", "0.3", "--poll-interval", "5")
     assert err.splitlines()[0] == f"octovid: {batch}: 3 lines: 1 done, 2 to create"
     assert status == 1
     for task in sim.tasks.values():
         if task.body["prompt"] != "a corgi":
             sim.stall(task.id)  # still running on the gateway, whatever the next run sees
-    again = run(capsys, "batch", str(batch), "--out", out, *to(sim), "--deadline", "0.3")
+    again = run(capsys, "batch", str(batch), "--out", out, *to(sim), "--deadline", "0.3",
+                "--poll-interval", "5")
     assert again[2].splitlines()[0] == f"octovid: {batch}: 3 lines: 1 done, 2 running"
     assert "unfinished" in stdout
     assert sorted(sim.creates_per_body().values()) == [1, 1, 1]

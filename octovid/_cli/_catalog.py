@@ -240,7 +240,7 @@ def render(families: Sequence[Family], *, width: int = 100, markdown: bool = Fal
 
 
 def _wrap(prefix: str, text: str, width: int) -> list[str]:
-    import textwrap  # noqa: PLC0415 - only the models command needs it
+    import textwrap
 
     room = max(20, width - len(prefix))
     chunks = textwrap.wrap(text, room, break_on_hyphens=False) or [""]

@@ -180,7 +180,10 @@ def _poll(args: argparse.Namespace) -> octovid.PollPolicy:
     initial = getattr(args, "poll_interval", None)
     if initial is None:
         return octovid.PollPolicy()
-    return octovid.PollPolicy(initial=initial, max_interval=max(30.0, initial))
+    # Asked to poll this often: the gateway's refresh period does not hold the polls back.
+    default = octovid.PollPolicy()
+    return octovid.PollPolicy(initial=initial, max_interval=max(default.max_interval, initial),
+                              refresh=min(default.refresh, initial))
 
 
 def make_client(args: argparse.Namespace, **options: Any) -> octovid.Client:
@@ -523,7 +526,7 @@ async def cmd_models(args: argparse.Namespace, output: Output) -> int:
 
 async def cmd_demo(args: argparse.Namespace, output: Output) -> int:
     """The whole product on the embedded simulator: no key, no network."""
-    from octovid.testing import Simulator  # noqa: PLC0415 - only the demo needs it
+    from octovid.testing import Simulator
 
     out = Path(args.out)
     batch_file = await asyncio.to_thread(_demo_batch, out)

@@ -112,9 +112,9 @@ class _Line:
         self._bar = (0, _MAX_BAR)  # (console width, bar width): the bar only ever shrinks
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        from rich.progress_bar import ProgressBar  # noqa: PLC0415 - rich is optional
-        from rich.table import Table  # noqa: PLC0415
-        from rich.text import Text  # noqa: PLC0415
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+        from rich.text import Text
 
         s = self.snapshot
         if s is None:
@@ -162,7 +162,7 @@ class BatchProgress:
             yield self._plain
             self._plain(final=True)
             return
-        from rich.live import Live  # noqa: PLC0415 - rich is optional
+        from rich.live import Live
 
         line = _Line()
 
@@ -203,7 +203,7 @@ def _same_terminal() -> bool:
 def _console(stream: IO[str]) -> Console | None:
     """A rich console for ``stream`` if it is a terminal and rich is installed."""
     try:
-        from rich.console import Console  # noqa: PLC0415 - rich is optional
+        from rich.console import Console
     except ImportError:
         return None
     console = Console(file=stream)
@@ -244,7 +244,7 @@ class TaskProgress:
         return time.monotonic() - self._first.get(task_id, self._started)
 
     def _render(self) -> Any:
-        from rich.table import Table  # noqa: PLC0415 - rich is optional
+        from rich.table import Table
 
         grid = Table.grid(padding=(0, 2))
         grid.add_column(no_wrap=True)
@@ -267,7 +267,7 @@ class TaskProgress:
         if console is None:
             yield None
             return
-        from rich.live import Live  # noqa: PLC0415 - rich is optional
+        from rich.live import Live
 
         def above(text: str) -> None:
             console.print(text, soft_wrap=True, markup=False, highlight=False, emoji=False)

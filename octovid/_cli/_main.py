@@ -268,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     simulate = _simulate_argv(argv)
     if simulate is not None:
-        from ._simulate import main as serve  # noqa: PLC0415 - the simulator only when asked
+        from ._simulate import main as serve
 
         return serve(simulate)
     parser = build_parser()

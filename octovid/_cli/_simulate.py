@@ -86,7 +86,7 @@ async def _serve(sim: Simulator, *, quiet: bool, out: IO[str], log: IO[str]) -> 
 
 def main(argv: list[str]) -> int:
     """Serve the simulator until SIGINT or SIGTERM; return the exit status."""
-    from octovid.testing._standalone import _parser  # noqa: PLC0415 - its options, kept in step
+    from octovid.testing._standalone import _parser
 
     parser = _parser("octovid simulate")
     parser.add_argument("-q", "--quiet", action="store_true", help="do not log each request")
