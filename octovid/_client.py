@@ -541,8 +541,10 @@ class _Creator:
             if journal is not None and key is not None:
                 try:
                     await journal.sending(key)
-                except BaseException:
+                except BaseException as exc:
                     slot.refund()  # not sent: a journal that cannot record it forbids it
+                    if not isinstance(exc, JournalError):  # cancelled: the intent stands down
+                        journal.unsent(key)
                     raise
             exchange = asyncio.ensure_future(self._send(slot, payload, key, created))
             self._exchanges.add(exchange)

@@ -413,6 +413,11 @@ class Journal:
 
         self._writer.submit(keep_or_write, wait=False, what=f"task {task.id} of {key!r}")
 
+    def unsent(self, key: str) -> None:
+        """Record that the create of ``key`` was not sent after all (its caller left first)."""
+        write = self._setter(key, state=JobState.QUEUED, error=None)
+        self._writer.submit(write, wait=False, what=f"the unsent create of {key!r}")
+
     def refused(self, key: str, error: BaseException) -> None:
         """Record that the gateway refused the create of ``key``: nothing was billed."""
         write = self._setter(key, state=JobState.REFUSED, error=str(error))

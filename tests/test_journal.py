@@ -236,3 +236,33 @@ async def test_a_key_reused_for_another_request_is_refused(tmp_path):
     bodies = [body for body in sim.creates_per_body() if "second" in body]
     assert bodies == []
     assert sum(r.route == "create" for r in sim.requests) == 1
+
+
+async def test_a_create_cancelled_while_its_intent_is_written_is_not_left_uncertain(tmp_path):
+    """A job cancelled during the 'sending' write sends nothing, and its key is created later."""
+    path = tmp_path / "j.db"
+    request = octovid.SoraRequest("cancelled in time")
+    async with Simulator() as sim:
+        async with octovid.Client(sim.api_key, sim.url, poll=FAST, journal=path) as client:
+            journal = client.journal
+            assert journal is not None
+            writing = asyncio.Event()
+            real_sending = journal.sending
+
+            async def slow_sending(key: str) -> None:
+                writing.set()
+                await real_sending(key)
+                await asyncio.sleep(0.2)  # the write is done; the create not yet sent
+
+            journal.sending = slow_sending  # type: ignore[method-assign]
+            job = client.submit(request, key="c")
+            await writing.wait()
+            job.cancel()
+            await asyncio.sleep(0.5)
+        assert [r for r in sim.requests if r.route == "create"] == []
+        with Journal(path) as reopened:
+            entry = reopened.get("c")
+            assert entry is not None and entry.state is JobState.QUEUED
+        async with octovid.Client(sim.api_key, sim.url, poll=FAST, journal=path) as client:
+            task = await client.submit(request, key="c")
+    assert task.status is Status.COMPLETED
