@@ -238,27 +238,33 @@ async def test_a_key_reused_for_another_request_is_refused(tmp_path):
     assert sum(r.route == "create" for r in sim.requests) == 1
 
 
+class _SlowJournal(Journal):
+    """A journal whose 'sending' write is followed by a pause: a window to cancel in."""
+
+    __slots__ = ("writing",)
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.writing = asyncio.Event()
+
+    async def sending(self, key: str) -> None:
+        self.writing.set()
+        await super().sending(key)
+        await asyncio.sleep(0.2)  # the write is done; the create not yet sent
+
+
 async def test_a_create_cancelled_while_its_intent_is_written_is_not_left_uncertain(tmp_path):
     """A job cancelled during the 'sending' write sends nothing, and its key is created later."""
     path = tmp_path / "j.db"
     request = octovid.SoraRequest("cancelled in time")
     async with Simulator() as sim:
-        async with octovid.Client(sim.api_key, sim.url, poll=FAST, journal=path) as client:
-            journal = client.journal
-            assert journal is not None
-            writing = asyncio.Event()
-            real_sending = journal.sending
-
-            async def slow_sending(key: str) -> None:
-                writing.set()
-                await real_sending(key)
-                await asyncio.sleep(0.2)  # the write is done; the create not yet sent
-
-            journal.sending = slow_sending  # type: ignore[method-assign]
+        journal = _SlowJournal(path)
+        async with octovid.Client(sim.api_key, sim.url, poll=FAST, journal=journal) as client:
             job = client.submit(request, key="c")
-            await writing.wait()
+            await journal.writing.wait()
             job.cancel()
             await asyncio.sleep(0.5)
+        journal.close()
         assert [r for r in sim.requests if r.route == "create"] == []
         with Journal(path) as reopened:
             entry = reopened.get("c")
