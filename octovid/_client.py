@@ -29,6 +29,7 @@ from ._journal import JobState, Journal, JournalEntry
 from ._limiter import Lane, Limiter, RateLimit, Slot
 from ._requests import Request
 from ._retry import Action, Kind, RetryPolicy, decide, maybe_accepted, retrying
+from ._routes import Route
 from ._schedule import PollPolicy
 from ._task import Status, Task
 from ._transport import Transport, gateway_url
@@ -93,6 +94,13 @@ def _seconds(name: str, value: float) -> float:
     ):
         raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
     return float(value)
+
+
+def _route(route: object) -> Route:
+    if isinstance(route, str) and route in Route._value2member_map_:
+        return Route(route)
+    allowed = ", ".join(repr(r.value) for r in Route)
+    raise ValueError(f"route must be one of {allowed}, not {route!r}")
 
 
 def _task_id(task_id: object) -> str:
@@ -251,15 +259,16 @@ class Client:
         self._get_transport()
         return await self._creator.run(_check_request(request))
 
-    async def get(self, task_id: str) -> Task:
-        """Query a task once (retrying transient failures): one GET of the unified query."""
+    async def get(self, task_id: str, *, route: Route | str = Route.UNIFIED) -> Task:
+        """Query a task once (retrying transient failures) on the route it was created on."""
         self._check_open()
         self._get_transport()
         task_id = _task_id(task_id)
+        family = _route(route)
 
         async def attempt() -> Task:
             slot = await self._gateway.acquire(Lane.QUERY)
-            return (await self._gateway.query(slot, task_id))[0]
+            return (await self._gateway.query(slot, task_id, family))[0]
 
         return await retrying(
             attempt, kind=Kind.QUERY, policy=self._retry, what=f"query of {task_id}",
@@ -367,11 +376,17 @@ class Client:
         else:
             self._watcher.adopt(job, task.id, task)
 
-    def watch(self, task_id: str, *, deadline: float | None = None) -> Job:
-        """Watch an existing task, without waiting. Watching one id twice shares its polls."""
+    def watch(
+        self, task_id: str, *, deadline: float | None = None, route: Route | str = Route.UNIFIED
+    ) -> Job:
+        """Watch an existing task, without waiting. Watching one id twice shares its polls.
+
+        ``route`` is the route family the task was created on (where it is queried).
+        """
         self._check_open()
         self._get_transport()
-        return self._watcher.watch(_task_id(task_id), deadline=self._deadline(deadline))
+        return self._watcher.watch(_task_id(task_id), deadline=self._deadline(deadline),
+                                   route=_route(route))
 
     async def generate(self, request: Request, *, deadline: float | None = None) -> Task:
         """Create a task and wait for it: returns the COMPLETED task.
@@ -412,7 +427,7 @@ class Client:
         if isinstance(task_or_id, Task):
             task = task_or_id
             if task.status is not Status.COMPLETED:
-                task = await self.get(task.id)
+                task = await self.get(task.id, route=task.route)
         else:
             task = await self.get(_task_id(task_or_id))
         downloader = self._get_downloader()
@@ -428,8 +443,11 @@ class Client:
 
     def _get_downloader(self) -> Downloader:
         if self._downloader is None:
-            self._downloader = Downloader(self._gateway, self.get, self._retry)
+            self._downloader = Downloader(self._gateway, self._refresh, self._retry)
         return self._downloader
+
+    async def _refresh(self, task: Task) -> Task:
+        return await self.get(task.id, route=task.route)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -546,7 +564,7 @@ class _Creator:
                     if not isinstance(exc, JournalError):  # cancelled: the intent stands down
                         journal.unsent(key)
                     raise
-            exchange = asyncio.ensure_future(self._send(slot, payload, key, created))
+            exchange = asyncio.ensure_future(self._send(slot, request, payload, key, created))
             self._exchanges.add(exchange)
             exchange.add_done_callback(self._exchanges.discard)
             try:
@@ -608,13 +626,13 @@ class _Creator:
         return None
 
     async def _send(
-        self, slot: Slot, payload: dict[str, Any], key: str | None,
+        self, slot: Slot, request: Request, payload: dict[str, Any], key: str | None,
         created: Callable[[Task], None],
     ) -> Task:
         """One create on the wire; the journal learns its outcome at once."""
         journal = self._journal
         try:
-            task = await self._gateway.create(slot, payload)
+            task = await self._gateway.create(slot, request, payload)
         except OctovidError as exc:
             if journal is not None and key is not None:
                 if maybe_accepted(exc):

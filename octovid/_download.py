@@ -72,7 +72,7 @@ class Downloader:
     def __init__(
         self,
         gateway: Fetching,
-        refresh: Callable[[str], Awaitable[Task]],
+        refresh: Callable[[Task], Awaitable[Task]],
         policy: RetryPolicy,
     ) -> None:
         self._gateway = gateway
@@ -127,7 +127,7 @@ class Downloader:
                 sources.pop(0)
                 if not refreshed:  # a signed URL may have expired: ask for a fresh one
                     refreshed = True
-                    fresh = await self._refresh(task.id)
+                    fresh = await self._refresh(task)
                     again = self._gateway.resolve(fresh.video_url) if fresh.video_url else None
                     if again is not None and again != url:
                         sources.insert(0, again)

@@ -13,23 +13,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any
-from urllib.parse import quote
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from yarl import URL
 
 from ._errors import APIError, RateLimitError, TransportError
 from ._limiter import Lane, Limiter, Slot
 from ._retry import throttle_of
+from ._routes import Route, content_path, query_path
 from ._task import Task
 from ._transport import Answer, Body, Transport
 
+if TYPE_CHECKING:
+    from ._requests import Request, Upload
+
 __all__ = ["Counters", "Gateway"]
 
-CREATE = "/v1/video/create"
-QUERY = "/v1/video/query"
-CONTENT = "/v1/videos/{}/content"
 
 
 class Counters:
@@ -77,38 +77,46 @@ class Gateway:
         """Whether creates are waiting for the limiter: the budget is contended."""
         return self._limiter.waiting_in(Lane.CREATE) > 0
 
-    async def create(self, slot: Slot, payload: Mapping[str, Any]) -> Task:
-        """Send one create on ``slot`` (released on return) and read the task it made.
+    async def create(
+        self, slot: Slot, request: Request, payload: Mapping[str, Any] | None = None
+    ) -> Task:
+        """Send one create of ``request`` on ``slot`` (released on return), on its route.
 
         Raises:
             APIError, TransportError: as the transport does.
             ProtocolError: The answer carries no task id.
         """
-        answer = await self._exchange(slot, "POST", self._transport.url(CREATE), payload)
-        task = Task.from_response(answer.body)
+        url = self._transport.url(request.create_path)
+        body = request.to_payload() if payload is None else payload
+        answer = await self._exchange(slot, "POST", url, body, request.files())
+        task = Task.from_response(answer.body, route=request.route)
         self.counters.creates += 1
         return task
 
-    async def query(self, slot: Slot, task_id: str) -> tuple[Task, float | None]:
-        """Query ``task_id`` once on ``slot`` (released on return).
+    async def query(
+        self, slot: Slot, task_id: str, route: Route = Route.UNIFIED
+    ) -> tuple[Task, float | None]:
+        """Query ``task_id`` once on ``slot`` (released on return), on its ``route``.
 
         Returns:
             The snapshot, and the seconds the server suggests before the next poll, if any.
         """
-        url = self._transport.url(QUERY, id=task_id)
-        answer = await self._exchange(slot, "GET", url)
+        path, query = query_path(route, task_id)
+        answer = await self._exchange(slot, "GET", self._transport.url(path, **query))
         self.counters.polls += 1
-        return Task.from_response(answer.body, task_id=task_id), answer.poll_after
+        task = Task.from_response(answer.body, task_id=task_id, route=route)
+        return task, answer.poll_after
 
     async def _exchange(
-        self, slot: Slot, method: str, url: URL, payload: Mapping[str, Any] | None = None
+        self, slot: Slot, method: str, url: URL, payload: Mapping[str, Any] | None = None,
+        files: Sequence[Upload] = (),
     ) -> Answer:
         with slot:
             self.counters.requests += 1
             slot.sending()
             try:
                 answer = await self._transport.request(
-                    method, url, payload=payload, sent=slot.sent
+                    method, url, payload=payload, files=files, sent=slot.sent
                 )
             except APIError as exc:
                 self._refused(slot, exc)
@@ -129,7 +137,7 @@ class Gateway:
 
     def content_url(self, task_id: str) -> URL:
         """The gateway route that serves a task's bytes."""
-        return self._transport.url(CONTENT.format(quote(task_id, safe="")))
+        return self._transport.url(content_path(task_id))
 
     def resolve(self, reference: str) -> URL | None:
         """An absolute http(s) URL for a result URL the gateway gave, else None."""

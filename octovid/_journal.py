@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ._errors import JournalError
+from ._routes import Route
 from ._task import Status, Task
 
 if TYPE_CHECKING:
@@ -66,10 +67,11 @@ CREATE TABLE IF NOT EXISTS jobs (
     size         INTEGER,
     sha256       TEXT,
     created_at   REAL NOT NULL,
-    updated_at   REAL NOT NULL
+    updated_at   REAL NOT NULL,
+    route        TEXT NOT NULL DEFAULT 'unified'
 );
 """
-_VERSION = 1
+_VERSION = 2  # 2: the route family of each task
 _IN_CHUNK = 500  # keys per SELECT ... IN (...): below SQLite's limit on variables
 
 
@@ -109,6 +111,7 @@ class JournalEntry:
     created_at: float = 0.0
     updated_at: float = 0.0
     raw: Mapping[str, Any] | None = attrs.field(default=None, eq=False, repr=False)
+    route: Route = Route.UNIFIED  #: the route family the task was created on
 
     @property
     def uncertain(self) -> bool:
@@ -121,10 +124,10 @@ class JournalEntry:
         if self.task_id is None:
             return None
         if self.raw:
-            return Task.from_response(self.raw, task_id=self.task_id)
+            return Task.from_response(self.raw, task_id=self.task_id, route=self.route)
         status = self.status or Status.UNKNOWN
         return Task(id=self.task_id, status=status, raw_status=status.value,
-                    video_url=self.video_url, error=self.error)
+                    video_url=self.video_url, error=self.error, route=self.route)
 
 
 _Write = Callable[[sqlite3.Connection], Any]
@@ -272,6 +275,10 @@ class Journal:
                     f"{self.path} was written by a newer octovid (journal version {version})"
                 )
             self._db.executescript(_SCHEMA)
+            if version == 1:  # the tasks of version 1 were all created on the unified route
+                self._db.execute(
+                    "ALTER TABLE jobs ADD COLUMN route TEXT NOT NULL DEFAULT 'unified'"
+                )
             self._db.execute(f"PRAGMA user_version={_VERSION}")
         except sqlite3.DatabaseError as exc:
             raise JournalError(f"cannot open the journal {self.path}: {exc}") from exc
@@ -400,7 +407,8 @@ class Journal:
 
         If the write fails, the id is kept in memory and written again (and logged).
         """
-        write = self._setter(key, state=JobState.CREATED, task_id=task.id, **_snapshot(task))
+        write = self._setter(key, state=JobState.CREATED, task_id=task.id, route=task.route.value,
+                             **_snapshot(task))
 
         def keep_or_write(db: sqlite3.Connection) -> None:
             try:
@@ -476,7 +484,7 @@ class Journal:
 
 def _entry(row: tuple[Any, ...]) -> JournalEntry:
     (key, payload, digest, state, task_id, status, raw, video_url, error, file, size,
-     sha256, created_at, updated_at) = row
+     sha256, created_at, updated_at, route) = row
     return JournalEntry(
         key=key,
         payload=json.loads(payload),
@@ -492,6 +500,7 @@ def _entry(row: tuple[Any, ...]) -> JournalEntry:
         created_at=created_at,
         updated_at=updated_at,
         raw=json.loads(raw) if raw else None,
+        route=Route(route),
     )
 
 

@@ -15,12 +15,14 @@ from typing import Any, ClassVar, cast
 import attrs
 
 from ._errors import RequestValidationError
+from ._routes import Route, create_path
 
 __all__ = [
     "GrokRequest",
     "JimengRequest",
     "Request",
     "SoraRequest",
+    "Upload",
     "VeoRequest",
     "VideoRequest",
     "ViduRequest",
@@ -83,11 +85,22 @@ def _integer(field: str, value: object, *, minimum: int = 1) -> None:
         raise RequestValidationError(field, value, f"an integer >= {minimum}")
 
 
+@attrs.frozen
+class Upload:
+    """A file part of a multipart create (the OpenAI-format route's ``input_reference``)."""
+
+    field: str
+    filename: str
+    content: bytes = attrs.field(repr=lambda content: f"<{len(content)} bytes>")
+    content_type: str
+
+
 class Request:
     """The base of every request family: a body for ``POST /v1/video/create``."""
 
     __slots__ = ()
     family: ClassVar[str] = ""
+    route: ClassVar[Route] = Route.UNIFIED  #: the route family it is created and queried on
     model: str
     prompt: str
     images: tuple[str, ...]
@@ -108,6 +121,15 @@ class Request:
         payload.update(self._derived())
         payload.update(self.extra)
         return payload
+
+    @property
+    def create_path(self) -> str:
+        """The gateway path this request is created on."""
+        return create_path(self.route)
+
+    def files(self) -> tuple[Upload, ...]:
+        """The file parts of a multipart create; none: the body is JSON."""
+        return ()
 
     def _derived(self) -> dict[str, Any]:
         """Values the gateway requires that are derived from the fields; none by default."""

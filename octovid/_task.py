@@ -13,6 +13,7 @@ import attrs
 
 from . import _wire
 from ._errors import ProtocolError
+from ._routes import Route
 from ._text import snippet
 
 __all__ = ["Status", "Task", "status_of"]
@@ -115,6 +116,7 @@ class Task:
         updated_at: The last status change (aware, UTC), when the answer says.
         error: The failure reason; None unless the task FAILED or was CANCELLED.
         raw: The answer's body as received.
+        route: The route family the task was created on, and is queried on.
     """
 
     id: str
@@ -127,6 +129,7 @@ class Task:
     updated_at: datetime | None = None
     error: str | None = None
     raw: Mapping[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
+    route: Route = Route.UNIFIED
 
     @property
     def terminal(self) -> bool:
@@ -134,13 +137,17 @@ class Task:
         return self.status.terminal
 
     @classmethod
-    def from_response(cls, body: Mapping[str, Any], *, task_id: str | None = None) -> Task:
+    def from_response(
+        cls, body: Mapping[str, Any], *, task_id: str | None = None,
+        route: Route = Route.UNIFIED,
+    ) -> Task:
         """Normalize a create or query answer of any route family.
 
         Args:
             body: The decoded JSON answer.
             task_id: The id the task was created with. It wins over the answer's id, which
                 some families change between create and query.
+            route: The route family the answer came from (the task's, from then on).
 
         Raises:
             ProtocolError: ``body`` is not a JSON object, or carries no id and none was given.
@@ -193,6 +200,7 @@ class Task:
             updated_at=wire.status_update_time or wire.updated_at or data.updated_at,
             error=error,
             raw=body,
+            route=route,
         )
 
 

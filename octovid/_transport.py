@@ -18,10 +18,10 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import aiohttp
@@ -42,6 +42,9 @@ from ._errors import (
 )
 from ._retry import PERMANENT_SERVER_CODES, parse_retry_after
 from ._text import redact, snippet
+
+if TYPE_CHECKING:
+    from ._requests import Upload
 
 __all__ = ["Answer", "Body", "NotVideo", "SourceGone", "Transport", "gateway_url"]
 
@@ -214,11 +217,14 @@ class Transport:
         url: URL,
         *,
         payload: Mapping[str, Any] | None = None,
+        files: Sequence[Upload] = (),
         sent: Callable[[], None] | None = None,
     ) -> Answer:
         """Send one request to the gateway and decode its JSON object answer.
 
-        ``sent`` is called once the request is on the wire (see ``Slot.sent``).
+        The body is ``payload`` as JSON, or, with ``files``, a multipart form of ``payload``'s
+        fields (text; lists and objects as JSON) and the files. ``sent`` is called once the
+        request is on the wire (see ``Slot.sent``).
 
         Raises:
             APIError: The gateway answered with an HTTP error (the subclass says which).
@@ -226,14 +232,18 @@ class Transport:
             TransportError: No answer; ``sent`` says whether the request may have arrived.
         """
         assert self.same_origin(url), "the key goes only to the gateway"
-        data = None if payload is None else json.dumps(payload, ensure_ascii=False).encode()
+        data: bytes | aiohttp.FormData | None
+        if files:
+            data = _form(payload or {}, files)
+        else:
+            data = None if payload is None else json.dumps(payload, ensure_ascii=False).encode()
         session = self._get_session()
         with self._translate(url):
             async with session.request(
                 method,
                 url,
                 data=data,
-                headers=self._headers(json_body=data is not None),
+                headers=self._headers(json_body=isinstance(data, bytes)),
                 timeout=self._timeout,
                 allow_redirects=False,
                 trace_request_ctx=self._tracing(sent),
@@ -395,6 +405,18 @@ async def _on_headers_sent(
     sent = context.trace_request_ctx
     if sent is not None:
         sent()
+
+
+def _form(payload: Mapping[str, Any], files: Sequence[Upload]) -> aiohttp.FormData:
+    """A multipart form: the payload's fields as text, then the files."""
+    form = aiohttp.FormData()
+    for name, value in payload.items():
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        form.add_field(name, text)
+    for upload in files:
+        form.add_field(upload.field, upload.content, filename=upload.filename,
+                       content_type=upload.content_type)
+    return form
 
 
 def _poll_after(value: str | None) -> float | None:

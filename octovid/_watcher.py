@@ -43,6 +43,7 @@ from ._jobs import Job
 from ._limiter import Lane, Slot
 from ._requests import Request
 from ._retry import Action, Kind, decide, waits
+from ._routes import Route
 from ._schedule import (
     Durations,
     Forecast,
@@ -68,8 +69,8 @@ class Polling(Protocol):
     async def acquire(self, lane: Lane) -> Slot:
         """Wait for the limiter's leave to send one request."""
 
-    async def query(self, slot: Slot, task_id: str) -> tuple[Task, float | None]:
-        """Query a task on ``slot``; return the snapshot and the server's poll-after hint."""
+    async def query(self, slot: Slot, task_id: str, route: Route) -> tuple[Task, float | None]:
+        """Query a task on ``slot`` and its route; the snapshot and the poll-after hint."""
 
     def creates_waiting(self) -> bool:
         """Whether creates are waiting for the limiter (the budget is contended)."""
@@ -127,12 +128,14 @@ class _Entry:
     """One watched task id, shared by every job watching it."""
 
     __slots__ = (
-        "failures", "forecast", "jobs", "last_poll", "live", "model", "polls", "samples",
-        "schedule", "seq", "started", "strikes", "task", "task_id", "unchanged",
+        "failures", "forecast", "jobs", "last_poll", "live", "model", "polls", "route",
+        "samples", "schedule", "seq", "started", "strikes", "task", "task_id", "unchanged",
     )
 
-    def __init__(self, task_id: str, task: Task | None, started: float | None) -> None:
+    def __init__(self, task_id: str, task: Task | None, started: float | None,
+                 route: Route) -> None:
         self.task_id = task_id
+        self.route = route  # the route family it is queried on
         self.task = task
         self.model = task.model if task is not None else None
         self.jobs: list[Job] = []
@@ -269,7 +272,7 @@ class Watcher:
 
     def watch(
         self, task_id: str, *, deadline: float | None, task: Task | None = None,
-        created_at: float | None = None,
+        created_at: float | None = None, route: Route = Route.UNIFIED,
     ) -> Job:
         """Watch an existing task; jobs watching one task id share its polls."""
         loop = self._get_loop()
@@ -278,19 +281,24 @@ class Watcher:
         self._jobs.add(job)
         if at is not None:
             self._cohort(at).add(job)
-        self.adopt(job, task_id, task, created_at)
+        self.adopt(job, task_id, task, created_at, route)
         return job
 
     def adopt(
-        self, job: Job, task_id: str, task: Task | None = None, created_at: float | None = None
+        self, job: Job, task_id: str, task: Task | None = None, created_at: float | None = None,
+        route: Route | None = None,
     ) -> None:
-        """Have a held job watch the task ``task_id`` (resolving it at once if terminal)."""
+        """Have a held job watch the task ``task_id`` (resolving it at once if terminal).
+
+        The task is queried on ``route``, by default the one its snapshot came from.
+        """
         if job.done():
             return
         if task is not None and task.terminal:
             self.settle(job, task)
         else:
-            self._attach(job, task_id, task, created_at)
+            family = route or (task.route if task is not None else Route.UNIFIED)
+            self._attach(job, task_id, task, created_at, family)
 
     def settle(self, job: Job, outcome: Task | BaseException) -> None:
         """Resolve a job: a terminal snapshot, or an error."""
@@ -403,13 +411,14 @@ class Watcher:
 
     # -- polls -----------------------------------------------------------------------------
 
-    def _attach(self, job: Job, task_id: str, task: Task | None, created_at: float | None) -> None:
+    def _attach(self, job: Job, task_id: str, task: Task | None, created_at: float | None,
+                route: Route) -> None:
         entry = self._entries.get(task_id)
         if entry is None:
             assert self._loop is not None
             now = self._loop.time()
             started = created_at if created_at is not None else _started(task, now)
-            entry = self._entries[task_id] = _Entry(task_id, task, started)
+            entry = self._entries[task_id] = _Entry(task_id, task, started, route)
             if task is None:  # a task we know nothing of: ask at once
                 delay = 0.0
             else:
@@ -519,7 +528,7 @@ class Watcher:
 
     async def _poll(self, entry: _Entry, slot: Slot) -> None:
         try:
-            task, hint = await self._gateway.query(slot, entry.task_id)
+            task, hint = await self._gateway.query(slot, entry.task_id, entry.route)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

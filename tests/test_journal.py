@@ -272,3 +272,20 @@ async def test_a_create_cancelled_while_its_intent_is_written_is_not_left_uncert
         async with octovid.Client(sim.api_key, sim.url, poll=FAST, journal=path) as client:
             task = await client.submit(request, key="c")
     assert task.status is Status.COMPLETED
+
+
+def test_a_version_one_journal_gains_the_route_of_its_tasks(tmp_path):
+    """A journal written before routes were recorded opens with every task on 'unified'."""
+    path = tmp_path / "j.db"
+    with sqlite3.connect(path) as db:
+        db.execute("""CREATE TABLE jobs (key TEXT PRIMARY KEY, payload TEXT NOT NULL,
+            payload_hash TEXT NOT NULL, state TEXT NOT NULL, task_id TEXT UNIQUE, status TEXT,
+            raw TEXT, video_url TEXT, error TEXT, file TEXT, size INTEGER, sha256 TEXT,
+            created_at REAL NOT NULL, updated_at REAL NOT NULL)""")
+        db.execute("INSERT INTO jobs VALUES ('k', '{}', 'h', 'created', 't1', 'processing',"
+                   " NULL, NULL, NULL, NULL, NULL, NULL, 0, 0)")
+        db.execute("PRAGMA user_version=1")
+    with Journal(path) as journal:
+        entry = journal.get("k")
+    assert entry is not None and entry.route == "unified"
+    assert entry.task is not None and entry.task.route == "unified"

@@ -14,6 +14,7 @@ import octovid
 from octovid import PollPolicy, RateLimit, Status, Task
 from octovid._jobs import Job
 from octovid._limiter import Lane, Limiter, Slot
+from octovid._routes import Route
 from octovid._schedule import estimate
 from octovid._watcher import Watcher
 
@@ -35,6 +36,7 @@ class Gateway:
         self.model: dict[str, str] = {}  # task id -> the model its answers name
         self.log: list[tuple[float, str, str]] = []  # (time, "create" | "query", task id)
         self.observations: list[Task] = []  # what the watcher reported (the journal's feed)
+        self.routes: list[Route] = []  # the route of each query
         self.default_duration = 10.0
         self._ids = 0
 
@@ -78,7 +80,8 @@ class Gateway:
             job._update(task)
             return task
 
-    async def query(self, slot: Slot, task_id: str) -> tuple[Task, float | None]:
+    async def query(self, slot: Slot, task_id: str, route: Route) -> tuple[Task, float | None]:
+        self.routes.append(route)
         return await self._query(slot, task_id), None
 
     async def _query(self, slot: Slot, task_id: str) -> Task:
@@ -668,3 +671,17 @@ def test_ten_thousand_tasks_resolve(virtual):
     assert all(isinstance(r, Task) and r.status is Status.COMPLETED for r in results)
     queries = sum(1 for _, kind, _ in gateway.log if kind == "query")
     assert queries / 10_000 <= 3.5  # progress estimation keeps the polls per task low
+
+
+def test_a_task_is_queried_on_the_route_it_was_created_on(virtual):
+    """A watch on the OpenAI-format route polls that route, never the unified one."""
+    from octovid._routes import Route
+
+    watcher, gateway, _ = make(policy=EXACT)
+
+    async def main() -> Task:
+        gateway.add("v1", duration=3.0)
+        return await watcher.watch("v1", deadline=None, route=Route.OPENAI)
+
+    assert go(virtual, watcher, main).status is Status.COMPLETED
+    assert gateway.routes and set(gateway.routes) == {Route.OPENAI}
