@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from yarl import URL
@@ -111,27 +111,29 @@ class Gateway:
         self, slot: Slot, method: str, url: URL, payload: Mapping[str, Any] | None = None,
         files: Sequence[Upload] = (),
     ) -> Answer:
-        with slot:
-            self.counters.requests += 1
-            slot.sending()
-            try:
-                answer = await self._transport.request(
-                    method, url, payload=payload, files=files, sent=slot.sent
-                )
-            except APIError as exc:
-                self._refused(slot, exc)
-                raise
-            except TransportError:
-                self.counters.errors += 1
-                raise
+        with slot, self._fed(slot):
+            answer = await self._transport.request(
+                method, url, payload=payload, files=files, sent=slot.sent
+            )
             self._limiter.answered(slot)
             return answer
 
-    def _refused(self, slot: Slot, exc: APIError) -> None:
-        self.counters.errors += 1
-        if isinstance(exc, RateLimitError):
-            self.counters.rate_limited += 1
-        self._limiter.answered(slot, throttle_of(exc))
+    @contextlib.contextmanager
+    def _fed(self, slot: Slot) -> Iterator[None]:
+        """Count a request going out on ``slot``, and tell the limiter of a refusal."""
+        self.counters.requests += 1
+        slot.sending()
+        try:
+            yield
+        except APIError as exc:
+            self.counters.errors += 1
+            if isinstance(exc, RateLimitError):
+                self.counters.rate_limited += 1
+            self._limiter.answered(slot, throttle_of(exc))
+            raise
+        except TransportError:
+            self.counters.errors += 1
+            raise
 
     # -- downloads -------------------------------------------------------------------------
 
@@ -158,16 +160,7 @@ class Gateway:
             async with self._foreign, self._transport.stream(url, offset=offset) as body:
                 yield body
             return
-        with await self.acquire(Lane.QUERY) as slot:
-            self.counters.requests += 1
-            slot.sending()
-            try:
-                async with self._transport.stream(url, offset=offset, sent=slot.sent) as body:
-                    self._limiter.answered(slot)
-                    yield body
-            except APIError as exc:
-                self._refused(slot, exc)
-                raise
-            except TransportError:
-                self.counters.errors += 1
-                raise
+        with await self.acquire(Lane.QUERY) as slot, self._fed(slot):
+            async with self._transport.stream(url, offset=offset, sent=slot.sent) as body:
+                self._limiter.answered(slot)
+                yield body
