@@ -47,6 +47,7 @@ from ._requests import (
     request_from_dict,
 )
 from ._retry import RetryPolicy
+from ._routes import Route
 from ._schedule import PollPolicy
 from ._task import Status, Task
 
@@ -79,6 +80,7 @@ __all__ = [
     "Request",
     "RequestValidationError",
     "RetryPolicy",
+    "Route",
     "ServerError",
     "SoraRequest",
     "Stats",
