@@ -27,18 +27,21 @@ The simulator does not depend on the octovid client: it only speaks HTTP.
 
 from ._faults import Conditions
 from ._retries import instant_retries
-from ._simulator import RequestRecord, Simulator
+from ._simulator import NativeShape, RequestRecord, ResultUrl, Simulator
 from ._tasks import Pattern, SimTask
-from ._workloads import CONDITIONS, JOBS, WORKLOADS, Jobs, Workload, kind_of
+from ._workloads import CONDITIONS, EXTRA_JOBS, JOBS, WORKLOADS, Jobs, Workload, kind_of
 
 __all__ = [
     "CONDITIONS",
+    "EXTRA_JOBS",
     "JOBS",
     "WORKLOADS",
     "Conditions",
     "Jobs",
+    "NativeShape",
     "Pattern",
     "RequestRecord",
+    "ResultUrl",
     "SimTask",
     "Simulator",
     "Workload",

@@ -2,8 +2,9 @@
 
 :data:`JOBS` holds the behaviour of each kind of job at the gateway (a duration distribution
 with a long tail, progress patterns, refresh period, the "unknown" period, failure rate), drawn
-from the figures in WORKLOADS.md. A :class:`Workload` is that table, the models a client sends,
-and the :class:`Conditions` of the run. :data:`WORKLOADS` names the presets: one per kind,
+from the figures in WORKLOADS.md; :data:`EXTRA_JOBS` the kinds WORKLOADS.md has no figures for
+(Kling, Seedance), from public reports. A :class:`Workload` is those tables, the models a client
+sends, and the :class:`Conditions` of the run. :data:`WORKLOADS` names the presets: one per kind,
 ``mixed``, and each of them with each condition set of :data:`CONDITIONS` (``sora+faults``).
 
 Every figure here is in the workload's seconds; ``Simulator(time_scale=...)`` divides them all.
@@ -139,6 +140,24 @@ JOBS: dict[str, Jobs] = {
 }
 """The behaviour of each kind of job at the gateway (WORKLOADS.md's table)."""
 
+EXTRA_JOBS: dict[str, Jobs] = {
+    # Kling: 1-5 minutes typical, longer at busy hours (its queue is known to hold jobs for
+    # many minutes); the upstream reports no progress of its own, so the gateway's is coarse.
+    "kling": Jobs(
+        typical=(1 * _MINUTE, 5 * _MINUTE),
+        tail=15 * _MINUTE,
+        patterns={"queued_then_rising": 0.5, "linear": 0.3, "stalling": 0.2},
+    ),
+    # Seedance (Doubao, Volcengine Ark): 30 s to 3 minutes for a 5 s clip.
+    "seedance": Jobs(
+        typical=(30.0, 3 * _MINUTE),
+        tail=6 * _MINUTE,
+        patterns={"queued_then_rising": 0.5, "linear": 0.5},
+    ),
+}
+"""The kinds of job WORKLOADS.md has no figures for, from public reports; every workload has
+them (see ``Workload.jobs``) beside :data:`JOBS`."""
+
 
 def _models(
     value: Mapping[str, float] | tuple[tuple[str, float], ...],
@@ -151,7 +170,7 @@ def _jobs(
     value: Mapping[str, Jobs] | tuple[tuple[str, Jobs], ...],
 ) -> tuple[tuple[str, Jobs], ...]:
     pairs = dict(value.items() if isinstance(value, Mapping) else value)
-    return tuple({**JOBS, **pairs}.items())
+    return tuple({**JOBS, **EXTRA_JOBS, **pairs}.items())
 
 
 @attrs.frozen(kw_only=True)
@@ -168,7 +187,7 @@ class Workload:
         models: the models a client of this workload sends, with their weights: see
             :meth:`bodies`. A client may send others: every kind has an entry in ``jobs``.
         jobs: the behaviour of each kind of job (see :func:`kind_of`); kinds not given keep
-            the entry of :data:`JOBS`.
+            the entry of :data:`JOBS` or :data:`EXTRA_JOBS`.
         conditions: the random faults of the run.
     """
 
