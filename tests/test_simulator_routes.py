@@ -2,7 +2,7 @@
 
 The OpenAI-format route's families (Kling, Seedance and the others), the native route's two
 shapes, the Grok remix, /content and the result URLs for every route, the same faults and
-limits on every route.
+limits on every route, and the workloads of those routes.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import base64
 import hashlib
 import importlib.resources
 import json
+import random
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
@@ -21,7 +22,15 @@ import aiohttp
 import attrs
 import pytest
 
-from octovid.testing import WORKLOADS, Simulator, kind_of
+from octovid.testing import (
+    EXTRA_JOBS,
+    JOBS,
+    ROUTE_WORKLOADS,
+    WORKLOADS,
+    Simulator,
+    Workload,
+    kind_of,
+)
 
 AUTH = {"Authorization": "Bearer sim-key"}
 SAMPLE = importlib.resources.files("octovid.testing").joinpath("sample.mp4").read_bytes()
@@ -883,3 +892,89 @@ async def test_request_records_and_tasks_name_their_route(sim, http):
         native: "native_create",
     }
     assert [task.row_id for task in sim.tasks.values()] == [48200, 48201, 48202, 48203]
+
+
+# Workloads of the other routes
+
+
+def test_route_presets_and_their_names():
+    """ROUTE_WORKLOADS: openai/kling, /seedance, /sora, /mixed and native/seedance, +conditions."""
+    bases = ["openai/kling", "openai/seedance", "openai/sora", "openai/mixed", "native/seedance"]
+    assert set(ROUTE_WORKLOADS) == set(bases) | {
+        f"{base}+{c}" for base in bases for c in ("sporadic-429", "storms", "faults")
+    }
+    assert {ROUTE_WORKLOADS[base].route for base in bases} == {"openai", "native"}
+    assert ROUTE_WORKLOADS["openai/kling+faults"] == ROUTE_WORKLOADS[
+        "openai/kling"
+    ].with_conditions("faults")
+    kinds = {kind_of(model) for model, _ in ROUTE_WORKLOADS["openai/mixed"].models}
+    assert kinds == set(JOBS) - {"veo"} | set(EXTRA_JOBS)
+    assert not set(ROUTE_WORKLOADS) & set(WORKLOADS)
+
+
+def test_extra_jobs_for_kling_and_seedance():
+    """Kling takes 1-5 min (tail 15), Seedance 30 s-3 min (tail 6), both refreshed every 15 s."""
+    table = {kind: (jobs.typical, jobs.tail, jobs.refresh) for kind, jobs in EXTRA_JOBS.items()}
+    assert table == {"kling": ((60, 300), 900, 15), "seedance": ((30, 180), 360, 15)}
+    for jobs in EXTRA_JOBS.values():
+        rng = random.Random(1)
+        durations = sorted(jobs.draw_duration(rng) for _ in range(20_000))
+        assert durations[2000] == pytest.approx(jobs.typical[0], rel=0.06)
+        assert durations[18000] == pytest.approx(jobs.typical[1], rel=0.06)
+        assert durations[-1] <= jobs.tail
+    assert WORKLOADS["mixed"].jobs_for("kling-v2-1") == EXTRA_JOBS["kling"]
+
+
+def test_bodies_for_each_route():
+    """Workload.bodies(route=...) writes unified, OpenAI-format or native bodies."""
+    kling = ROUTE_WORKLOADS["openai/kling"]
+    body = kling.bodies(2, seed=1)[0]
+    assert body == {"model": body["model"], "prompt": "openai/kling job 0"}
+    assert body["model"] in dict(kling.models)
+    mixed = WORKLOADS["mixed"]
+    assert mixed.bodies(3, seed=2, route="openai") == [
+        {"model": body["model"], "prompt": body["prompt"]} for body in mixed.bodies(3, seed=2)
+    ]
+    assert mixed.bodies(1, seed=2)[0]["images"] == []
+    assert set(ROUTE_WORKLOADS["native/seedance"].bodies(1)[0]) == {"model", "prompt"}
+    with pytest.raises(ValueError, match="unified route serves no kling"):
+        kling.bodies(1, route="unified")
+    with pytest.raises(ValueError):
+        Workload(name="x", models={"kling-v2-1": 1.0})  # the unified route has no Kling
+    with pytest.raises(ValueError):
+        Workload(name="x", models={"sora-2": 1.0}, route="grpc")  # type: ignore[arg-type]
+    assert Workload(name="x", models={"kling-v2-1": 1.0}, route="native").route == "native"
+
+
+async def test_a_route_workload_runs_on_its_route(launch, http):
+    """Simulator(workload="openai/kling") draws Kling plans for the bodies it gives /v1/videos."""
+    clock = FakeClock()
+    sim = await launch(workload="openai/kling", time_scale=10.0, clock=clock, seed=8)
+    assert sim.workload is ROUTE_WORKLOADS["openai/kling"]
+    for body in sim.workload.bodies(100, seed=8):
+        await post(http, sim, "/v1/videos", body)
+    tasks = list(sim.tasks.values())
+    assert {task.family for task in tasks} == {"kling"}
+    assert all(task.duration * 10 <= EXTRA_JOBS["kling"].tail for task in tasks)
+    assert {task.pattern for task in tasks} <= {p for p, _ in EXTRA_JOBS["kling"].patterns}
+    assert all(task.refresh == 1.5 for task in tasks)
+    with pytest.raises(ValueError, match="unknown workload 'openai/hailuo'"):
+        Simulator(workload="openai/hailuo")
+
+
+def test_command_line_takes_route_workloads_and_shapes():
+    """python -m octovid.testing takes --workload openai/kling, --native-shape, --result-url."""
+    from octovid.testing._standalone import _parser
+
+    parser = _parser("sim")
+    args = parser.parse_args(
+        ["--workload", "openai/kling+faults", "--native-shape", "plain", "--result-url", "proxy"]
+    )
+    assert (args.workload, args.native_shape, args.result_url) == (
+        "openai/kling+faults",
+        "plain",
+        "proxy",
+    )
+    assert (parser.parse_args([]).native_shape, parser.parse_args([]).result_url) == (None, "cdn")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--workload", "kling"])

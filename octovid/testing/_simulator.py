@@ -86,7 +86,7 @@ from ._tasks import (
     view,
     visible_after,
 )
-from ._workloads import WORKLOADS, Jobs, Workload, kind_of
+from ._workloads import Jobs, Workload, kind_of, workload_named
 
 __all__ = ["NativeShape", "RequestRecord", "ResultUrl", "Simulator"]
 
@@ -282,8 +282,8 @@ class Simulator:
             unknown_for, queue phases, latency, slow_delay, not_found_for, storms, the rate
             limit's window, url_ttl, injected delays, Retry-After and poll-after values), so
             that a workload's minutes run in seconds.
-        workload: a :class:`~octovid.testing.Workload`, or its name in ``WORKLOADS``: draws
-            each task's duration, outcome, progress pattern, refresh
+        workload: a :class:`~octovid.testing.Workload`, or its name in ``WORKLOADS`` or
+            ``ROUTE_WORKLOADS``: draws each task's duration, outcome, progress pattern, refresh
             and "unknown" period from the workload's entry for the model's kind (whatever the
             route), and takes the workload's conditions. It excludes ``duration``,
             ``failure_rate``, ``refresh``, ``unknown_for`` and the condition options (change
@@ -451,9 +451,7 @@ class Simulator:
             reason_in_url=reason_in_url,
         )
         if isinstance(workload, str):
-            if workload not in WORKLOADS:
-                raise ValueError(f"unknown workload {workload!r}: one of {', '.join(WORKLOADS)}")
-            workload = WORKLOADS[workload]
+            workload = workload_named(workload)
         if workload is not None:
             if (duration, failure_rate, refresh, unknown_for) != (_DEFAULT_DURATION, 0, 0, 0):
                 raise ValueError(
