@@ -858,29 +858,44 @@ async def test_openai_multipart_create(sim, http):
 
 
 async def test_native_routes_wrap_in_code_message_data(sim, http):
-    """The native routes wrap answers in {code, message, data} with upper-case statuses."""
+    """The native routes wrap answers in {code, message, data}: a task row, upper-case status."""
     answer = await create(
         http, sim, {"model": "sora-2", "prompt": "p"}, path="/v1/video/generations"
     )
-    assert (answer["code"], answer["message"]) == ("success", "")
+    assert answer == {
+        "code": "success",
+        "message": "",
+        "data": {"task_id": answer["data"]["task_id"]},
+    }
     task_id = answer["data"]["task_id"]
     assert re.fullmatch(UUID, task_id)
     url = f"{sim.url}/v1/video/generations/{task_id}"
-    assert (await fetch(http, "GET", url)).json() == {
+    created = int(sim.tasks[task_id].wall_created)
+    answer = (await fetch(http, "GET", url)).json()
+    assert answer["data"]["updated_at"] - created in (0, 1)  # the state's time, seconds
+    assert answer == {
         "code": "success",
         "message": "",
         "data": {
+            "id": 48200,
             "task_id": task_id,
+            "action": "textGenerate",
             "status": "SUBMITTED",
             "progress": "0%",
             "fail_reason": "",
             "result_url": "",
+            "submit_time": created,
+            "start_time": 0,
+            "finish_time": 0,
+            "created_at": created,
+            "updated_at": answer["data"]["updated_at"],
             "data": {},
         },
     }
     sim.finish(task_id)
     data = (await fetch(http, "GET", url)).json()["data"]
-    assert (data["status"], data["progress"]) == ("SUCCESS", "100%")
+    assert (data["status"], data["progress"], data["start_time"]) == ("SUCCESS", "100%", created)
+    assert data["finish_time"] >= created
     assert data["result_url"].startswith(sim.cdn_url)
     assert data["data"] == {"content": {"video_url": data["result_url"]}}
     sim.finish(task_id, fail="upstream generation error")

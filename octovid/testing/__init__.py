@@ -11,7 +11,9 @@ downloads)::
 
 :data:`WORKLOADS` names real-world workloads (``sora``, ``veo-fast``, ``mixed``, each also with
 ``+sporadic-429``, ``+storms`` or ``+faults``): job durations with long tails, progress
-patterns, the gateway's refresh period and faults, run ``time_scale`` times faster::
+patterns, the gateway's refresh period and faults, run ``time_scale`` times faster.
+:data:`ROUTE_WORKLOADS` names those of the OpenAI-format and native routes (``openai/kling``,
+``openai/seedance``, ``openai/mixed``, ``native/seedance``...)::
 
     async with Simulator(workload="sora+faults", time_scale=40, seed=1) as sim:
         print(sim.describe())
@@ -27,21 +29,36 @@ The simulator does not depend on the octovid client: it only speaks HTTP.
 
 from ._faults import Conditions
 from ._retries import instant_retries
-from ._simulator import RequestRecord, Simulator
+from ._simulator import NativeShape, RequestRecord, ResultUrl, Simulator
 from ._tasks import Pattern, SimTask
-from ._workloads import CONDITIONS, JOBS, WORKLOADS, Jobs, Workload, kind_of
+from ._workloads import (
+    CONDITIONS,
+    EXTRA_JOBS,
+    JOBS,
+    ROUTE_WORKLOADS,
+    WORKLOADS,
+    Jobs,
+    Workload,
+    WorkloadRoute,
+    kind_of,
+)
 
 __all__ = [
     "CONDITIONS",
+    "EXTRA_JOBS",
     "JOBS",
+    "ROUTE_WORKLOADS",
     "WORKLOADS",
     "Conditions",
     "Jobs",
+    "NativeShape",
     "Pattern",
     "RequestRecord",
+    "ResultUrl",
     "SimTask",
     "Simulator",
     "Workload",
+    "WorkloadRoute",
     "instant_retries",
     "kind_of",
 ]

@@ -32,6 +32,7 @@ from ._shapes import (
 FaultRoute = Literal[
     "create",
     "query",
+    "remix",
     "content",
     "videos_create",
     "videos_query",
@@ -165,6 +166,10 @@ class Conditions:
         not_found_for: queries for a task within this many seconds of its create answer 400
             ``task_not_exist``.
         stuck_rate: the fraction of tasks that never finish: running forever, progress frozen.
+        reason_in_url: the fraction of failed tasks whose result-URL slot (``video_url``,
+            ``url``, ``data.url``, ``metadata.url``, ``data.result_url``) holds the failure
+            reason; a task drawn for it that fails by itself fails by the gateway's 24 h
+            timeout, its reason the gateway's Chinese "task timed out (1440 minutes)".
 
     At most one of sporadic_429, error_rate, the drops and slow_rate spoils a request: one draw
     decides, so each is the exact probability on the routes it applies to, and their sum must
@@ -183,6 +188,7 @@ class Conditions:
     slow_delay: float = attrs.field(default=30.0, validator=_not_negative)
     not_found_for: float = attrs.field(default=0.0, validator=_not_negative)
     stuck_rate: float = attrs.field(default=0.0, validator=_probability)
+    reason_in_url: float = attrs.field(default=0.0, validator=_probability)
 
     def __attrs_post_init__(self) -> None:
         spoiled = (

@@ -57,6 +57,11 @@ class Signer:
         return hmac.new(self._secret, message, hashlib.sha256).hexdigest()[:32]
 
 
+def content_path(task_id: str) -> str:
+    """The gateway's own copy of a task's video: ``/v1/videos/{task_id}/content``."""
+    return f"/v1/videos/{quote(task_id, safe='')}/content"
+
+
 def access_denied(message: str) -> web.Response:
     """The CDN's refusal: a 403 with an S3-style XML error."""
     body = _S3_ERROR.format(message).encode()

@@ -2,6 +2,27 @@
 
 Every answer body of every family and route is built here, from a task and the :class:`View`
 a query has of it, as are the error shapes of the task routes and of the auth layer.
+
+Which family answers which shape on which route:
+
+- unified (``/v1/video/create``, ``/v1/video/query``, and ``/v1/video/remix`` for Grok): each
+  of Veo, Sora, Grok, Vidu and Jimeng its own shape (:data:`UNIFIED_CREATE`,
+  :data:`UNIFIED_QUERY`); Kling and Seedance are not served there.
+- OpenAI-format (``/v1/videos``): Sora's answers are OpenAI's own video object, passed through
+  (:func:`openai_video`: ``video_<hex>`` ids, no ``unknown``, ``expires_at``, no URL: the bytes
+  are at ``/content``). Every other family gets the gateway's conversion
+  (:func:`converted_video`): ``id`` equal to ``task_id``, ``unknown`` before the task started,
+  ``metadata.url``, ``error {code, message}`` once failed. Kling: an 18-digit id, times in
+  milliseconds on query (seconds on create), ``completed_at`` copied from the update time while
+  it runs, a stringified integer error code, no ``task_id`` on query. Seedance: ``completed_at``
+  copied in seconds, coarse progress (10, 50, 100) and an empty error object while running.
+  Grok: an empty error object while running. Jimeng: an integer error code.
+- native (``/v1/video/generations``): the "wrapped" shape (:func:`native_task`:
+  ``{code, message, data}``, upper-case statuses, an integer row id in ``data.id``, create
+  answered ``{code, message, data: {task_id}}``) for every family but Seedance, whose shape is
+  "plain" (:func:`native_plain`: bare, lower-case statuses, ``url``, ``format``, ``metadata``,
+  ``error {code: int, message}``; create answered with only ``{"task_id"}``). The simulator's
+  ``native_shape`` option imposes one shape on every family.
 """
 
 from __future__ import annotations
@@ -23,6 +44,7 @@ from ._tasks import PHASES, Family, Phase, SimTask, View
 Route = Literal[
     "create",
     "query",
+    "remix",
     "content",
     "videos_create",
     "videos_query",
@@ -33,7 +55,7 @@ Route = Literal[
 ]
 """The name under which a request is recorded, one per route of the two sites."""
 
-CREATE_ROUTES: frozenset[str] = frozenset({"create", "videos_create", "native_create"})
+CREATE_ROUTES: frozenset[str] = frozenset({"create", "remix", "videos_create", "native_create"})
 QUERY_ROUTES: frozenset[str] = frozenset({"query", "videos_query", "native_query"})
 REQUEST_ID = "X-Oneapi-Request-Id"
 POLL_AFTER = "openai-poll-after-ms"
@@ -41,6 +63,7 @@ POLL_AFTER = "openai-poll-after-ms"
 SATURATED = "当前分组上游负载已饱和，请稍后再试"  # noqa: RUF001
 _CST = datetime.timezone(datetime.timedelta(hours=8))  # the offset the upstreams report in
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
+_ALNUM = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _NGINX_PAGE = (
     "<html>\r\n<head><title>{0}</title></head>\r\n<body>\r\n<center><h1>{0}</h1></center>\r\n"
     "<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
@@ -106,6 +129,22 @@ def new_ulid(rng: random.Random, wall: float) -> str:
     return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -5, -5))
 
 
+def public_id(rng: random.Random) -> str:
+    """The gateway's own task id on ``/v1/videos``: ``task_`` and 32 letters and digits."""
+    return "task_" + "".join(rng.choices(_ALNUM, k=32))
+
+
+def kling_id(rng: random.Random) -> str:
+    """A Kling task id: 18 digits."""
+    return str(rng.randrange(10**17, 10**18))
+
+
+def seedance_id(rng: random.Random, wall: float) -> str:
+    """A Seedance (Volcengine Ark) task id: ``cgt-``, the local time to the second, 5 more."""
+    stamp = datetime.datetime.fromtimestamp(math.floor(wall), _CST).strftime("%Y%m%d%H%M%S")
+    return f"cgt-{stamp}-" + "".join(rng.choices(_ALNUM[:36].lower(), k=5))
+
+
 def rfc3339(wall: float) -> str:
     """``2025-11-08T23:07:57.510141923+08:00``: nanoseconds and the +08:00 offset."""
     seconds = math.floor(wall)
@@ -128,16 +167,21 @@ def _shown_percent(view: View) -> int:
     return 0
 
 
-# What each family or route calls each phase. Sora says "pending" before "queued"; OpenAI has
-# no "unknown", so the gateway reports such a task as queued there.
+# What each family or route calls each phase. Sora says "pending" before "queued". OpenAI's own
+# video objects (Sora on /v1/videos) have no "unknown", so such a task is queued there; the
+# gateway's conversions ("videos") say "unknown" for a task not started. "native" is the
+# wrapped native shape (QUEUED too, for a queue phase), "plain" the second native shape, which
+# calls a task not started "processing".
 _STATUS_TABLE = """
-        unknown  queued      running      completed  failed
-sora    unknown  queued      in_progress  completed  failed
-grok    unknown  processing  processing   completed  failed
-vidu    unknown  processing  processing   success    failure
-jimeng  unknown  in_queue    running      done       failed
-openai  queued   queued      in_progress  completed  failed
-native  UNKNOWN  SUBMITTED   IN_PROGRESS  SUCCESS    FAILURE
+        unknown    queued      running      completed  failed
+sora    unknown    queued      in_progress  completed  failed
+grok    unknown    processing  processing   completed  failed
+vidu    unknown    processing  processing   success    failure
+jimeng  unknown    in_queue    running      done       failed
+openai  queued     queued      in_progress  completed  failed
+videos  unknown    queued      in_progress  completed  failed
+native  NOT_START  SUBMITTED   IN_PROGRESS  SUCCESS    FAILURE
+plain   processing queued      processing   succeeded  failed
 """
 STATUS: dict[str, dict[Phase, str]] = {
     name: dict(zip(PHASES, words, strict=True))
@@ -212,9 +256,9 @@ def _sora_query(task: SimTask, view: View, url: str | None) -> dict[str, Any]:
     }
     if view.reported:
         payload["progress"] = str(_percent(view))
-    if view.phase == "completed":
+    if url is not None:
         payload["video_url"] = url
-    elif view.phase == "failed":
+    if view.phase == "failed":
         payload["error"] = {"message": task.reason, "code": "generation_failed"}
     return payload
 
@@ -253,9 +297,9 @@ def _vidu_query(task: SimTask, view: View, url: str | None) -> dict[str, Any]:
     if view.reported:
         payload["progress"] = _percent(view)
     payload["created_at"] = int(task.wall_created)
-    if view.phase == "completed":
+    if url is not None:
         payload["url"] = url
-    elif view.phase == "failed":
+    if view.phase == "failed":
         payload["data"] = {"error": task.reason}
     return payload
 
@@ -265,10 +309,13 @@ def _jimeng_query(task: SimTask, view: View, url: str | None) -> dict[str, Any]:
     if view.reported:
         payload["progress"] = f"{_percent(view)}%"
     payload["created_at"] = int(task.wall_created)
-    if view.phase == "completed":
-        payload["data"] = {"url": url}
-    elif view.phase == "failed":
-        payload["data"] = {"fail_reason": task.reason}
+    data: dict[str, Any] = {}
+    if view.phase == "failed":
+        data["fail_reason"] = task.reason
+    if url is not None:
+        data["url"] = url
+    if data:
+        payload["data"] = data
     return payload
 
 
@@ -288,14 +335,15 @@ UNIFIED_QUERY: dict[Family, Callable[[SimTask, View, str | None], dict[str, Any]
     "vidu": _vidu_query,
     "jimeng": _jimeng_query,
 }
-"""The unified query answer of each family, given the view and a result URL once completed."""
+"""The unified query answer of each family, given the view and what its result-URL slot holds:
+the result URL once completed, the failure reason for a task that carries it there, else None."""
 
 
 # The OpenAI-format and native routes
 
 
 def openai_video(task: SimTask, view: View, expires_in: float) -> dict[str, Any]:
-    """The OpenAI video object of ``/v1/videos``; ``expires_at`` is ``expires_in`` s on."""
+    """OpenAI's own video object (Sora on ``/v1/videos``); ``expires_at`` ``expires_in`` s on."""
     completed = view.phase == "completed"
     return {
         "id": task.id,
@@ -314,18 +362,136 @@ def openai_video(task: SimTask, view: View, expires_in: float) -> dict[str, Any]
             if view.phase == "failed"
             else None
         ),
-        "remixed_from_video_id": None,
+        "remixed_from_video_id": task.remixed_from,
     }
+
+
+_MILLISECONDS: frozenset[Family] = frozenset({"kling"})
+_COPIES_UPDATED: frozenset[Family] = frozenset({"kling", "seedance"})
+_EMPTY_ERROR: frozenset[Family] = frozenset({"grok", "seedance"})
+_ERROR_CODE: dict[Family, str | int] = {
+    "kling": "1301",  # Kling's integer codes, stringified by the converter
+    "seedance": "InternalServiceError",
+    "jimeng": 50500,  # an integer, passed through
+}
+
+
+def converted_create(task: SimTask) -> dict[str, Any]:
+    """The gateway's create answer on ``/v1/videos`` for a family it converts: no status word
+    of the upstream, ``id`` equal to ``task_id``, ``created_at`` in seconds (Kling's too)."""
+    return {
+        "id": task.id,
+        "task_id": task.id,
+        "object": "video",
+        "model": task.model,
+        "status": "queued",
+        "progress": 0,
+        "created_at": int(task.wall_created),
+    }
+
+
+def converted_video(task: SimTask, view: View, url: str | None) -> dict[str, Any]:
+    """The gateway's conversion of a task to an OpenAI video object (every family but Sora).
+
+    ``url`` is what the result-URL slot (``metadata.url``) holds, if anything.
+    """
+    family, phase = task.family, view.phase
+    stamp: Callable[[float], int] = _ms if family in _MILLISECONDS else int
+    payload: dict[str, Any] = {"id": task.id}
+    if family != "kling":  # Kling's conversion sets the id alone
+        payload["task_id"] = task.id
+    payload |= {
+        "object": "video",
+        "model": task.model,
+        "status": STATUS["videos"][phase],
+        "progress": _seedance_percent(view) if family == "seedance" else _shown_percent(view),
+        "created_at": stamp(task.wall_created),
+    }
+    if family in _COPIES_UPDATED or phase in ("completed", "failed"):
+        payload["completed_at"] = stamp(view.wall)  # the update time, even while running
+    seconds = task.body.get("seconds", task.body.get("duration"))
+    if seconds is not None:
+        payload["seconds"] = str(seconds)
+    if task.body.get("size"):
+        payload["size"] = str(task.body["size"])
+    if task.remixed_from is not None:
+        payload["remixed_from_video_id"] = task.remixed_from
+    if phase == "failed":
+        payload["error"] = {"message": task.reason, "code": _ERROR_CODE.get(family, "task_failed")}
+    elif family in _EMPTY_ERROR:
+        payload["error"] = {"message": "", "code": ""}
+    if url is not None:
+        payload["metadata"] = {"url": url}
+    return payload
+
+
+# Kling and Seedance are not created on the unified route; a task of theirs created on another
+# route and asked about there gets the gateway's conversion.
+UNIFIED_QUERY["kling"] = UNIFIED_QUERY["seedance"] = converted_video
+
+
+def _seedance_percent(view: View) -> int:
+    """Seedance's coarse progress, as the gateway maps its statuses: 10, 50, then 100."""
+    return {"unknown": 0, "queued": 10, "running": 50}.get(view.phase, 100)
 
 
 def native_task(task: SimTask, view: View, url: str | None) -> dict[str, Any]:
-    """The native route's ``{code, message, data}`` answer."""
+    """The native route's wrapped answer: ``{code, message, data}``, data a task row.
+
+    ``url`` is what the result-URL slot (``data.result_url``) holds, if anything.
+    """
+    phase = view.phase
+    status = STATUS["native"][phase]
+    if phase == "queued" and task.pattern == "queued_then_rising":
+        status = "QUEUED"
+    started = phase in ("running", "completed", "failed")
+    completed = phase == "completed"
     data = {
+        "id": task.row_id,
         "task_id": task.id,
-        "status": STATUS["native"][view.phase],
+        "action": "generate" if task.body.get("images") else "textGenerate",
+        "status": status,
         "progress": f"{_shown_percent(view)}%",
-        "fail_reason": task.reason if view.phase == "failed" else "",
+        "fail_reason": task.reason if phase == "failed" else "",
         "result_url": url or "",
-        "data": {"content": {"video_url": url}} if url else {},
+        "submit_time": int(task.wall_created),
+        "start_time": int(task.wall_created) if started else 0,
+        "finish_time": int(view.wall) if phase in ("completed", "failed") else 0,
+        "created_at": int(task.wall_created),
+        "updated_at": int(view.wall),
+        "data": {"content": {"video_url": url}} if completed and url else {},
     }
     return {"code": "success", "message": "", "data": data}
+
+
+def _native_error_code(reason: str | None) -> int:
+    return 400 if reason and "policy" in reason else 500
+
+
+def native_plain(task: SimTask, view: View, url: str | None) -> dict[str, Any]:
+    """The second native shape: bare, lower-case statuses, ``url``, ``format``, ``metadata``."""
+    phase = view.phase
+    payload: dict[str, Any] = {"task_id": task.id, "status": STATUS["plain"][phase]}
+    if url is not None:
+        payload["url"] = url
+    payload["format"] = "mp4"
+    if phase == "completed":
+        width, height = _dimensions(task.body.get("size"))
+        payload["metadata"] = {
+            "duration": float(task.body.get("duration") or 5),
+            "fps": 24,
+            "width": width,
+            "height": height,
+            "seed": task.row_id * 7919 % 2**31,
+        }
+    elif phase == "failed":
+        payload["error"] = {"code": _native_error_code(task.reason), "message": task.reason}
+    return payload
+
+
+def _dimensions(size: object) -> tuple[int, int]:
+    if isinstance(size, str):
+        width, _, height = size.partition("x")
+        if width.isdigit() and height.isdigit():
+            return int(width), int(height)
+    return 1280, 720

@@ -1,8 +1,10 @@
 """The simulated gateway: the :class:`Simulator` app, its routes, its tasks, its introspection.
 
-The simulator answers on two sites: the gateway (``url``), with the unified, OpenAI-format and
-native task routes and their error shapes, and a "CDN" (``cdn_url``) that serves the signed,
-expiring result URLs. Each task gets its plan (duration, outcome, progress pattern) when it is
+The simulator answers on two sites: the gateway (``url``), with the unified (and remix),
+OpenAI-format and native task routes and their error shapes, and a "CDN" (``cdn_url``) that
+serves the signed, expiring result URLs (or, by option, the result URLs are the gateway's own
+``/v1/videos/{id}/content``). Which family answers which shape on which route: see
+``_shapes``. Each task gets its plan (duration, outcome, progress pattern) when it is
 created, and every query renders its state at that instant in the shape of the family or route
 it is asked on. Time is read through one clock, and every duration is divided by
 ``time_scale``, so a workload of minutes runs in seconds.
@@ -13,17 +15,20 @@ Nothing here binds an event loop before :meth:`Simulator.start`, and every reque
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import collections
 import contextlib
 import hashlib
 import json
 import math
 import random
+import re
 import threading
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Literal, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar, get_args
 
 import attrs
 from aiohttp import web
@@ -41,7 +46,7 @@ from ._faults import (
     too_many,
 )
 from ._faults import retry_after as _retry_after
-from ._media import CDN_PATH, Signer, access_denied, sample_video, send_video
+from ._media import CDN_PATH, Signer, access_denied, content_path, sample_video, send_video
 from ._shapes import (
     CREATE_ROUTES,
     POLL_AFTER,
@@ -51,17 +56,26 @@ from ._shapes import (
     UNIFIED_QUERY,
     Reply,
     Route,
+    converted_create,
+    converted_video,
     gateway_error,
     json_response,
+    kling_id,
+    native_plain,
     native_task,
     new_ulid,
     new_uuid,
     openai_video,
+    public_id,
     request_id,
+    seedance_id,
     task_error,
 )
 from ._tasks import (
     FAILURE_REASONS,
+    FAMILIES,
+    TIMEOUT_REASON,
+    UNIFIED_FAMILIES,
     Family,
     Pattern,
     SimTask,
@@ -72,12 +86,26 @@ from ._tasks import (
     view,
     visible_after,
 )
-from ._workloads import WORKLOADS, Jobs, Workload, kind_of
+from ._workloads import Jobs, Workload, kind_of, workload_named
 
-__all__ = ["RequestRecord", "Simulator"]
+__all__ = ["NativeShape", "RequestRecord", "ResultUrl", "Simulator"]
+
+NativeShape = Literal["wrapped", "plain"]
+"""The native route's two answer shapes: "wrapped" ``{code, message, data}`` with upper-case
+statuses, or "plain": bare, lower-case statuses, ``url``, ``format``, ``metadata``, ``error``."""
+
+ResultUrl = Literal["cdn", "proxy", "path"]
+"""Where a completed task's result URL points: a signed URL on the CDN; the gateway's own
+``{gateway}/v1/videos/{id}/content`` ("proxy", which needs the key); or that path alone."""
 
 _MAX_BODY = 8 * 1024 * 1024
 _VEO_SIZES = frozenset({"720x1280", "1280x720"})
+_SIZE = re.compile(r"([0-9]{1,5})x([0-9]{1,5})")
+_SECONDS = re.compile(r"[0-9]{1,3}")
+_DATA_URI = re.compile(r"data:([\w.+-]+/[\w.+-]+)((?:;[\w.+-]+=[^;,]*)*);base64,(.*)", re.DOTALL)
+_MEDIA_TYPES = ("image/", "video/", "audio/")
+_TEXT_FIELDS = frozenset({"model", "prompt", "negative_prompt", "task_id"})
+_FIRST_ROW = 48_200  # the native route's integer row id of the first task
 _URL_VALID = 12 * 3600.0  # how long a result URL is valid when url_ttl is None
 _EXPIRES_IN = 86400.0  # an OpenAI video's expires_at, after its creation
 _DEFAULT_DURATION = (1.0, 3.0)
@@ -125,6 +153,74 @@ async def _read_json(request: web.Request) -> dict[str, Any]:
     return value
 
 
+def _check_seconds_and_size(body: dict[str, Any]) -> None:
+    """``/v1/videos``: ``seconds`` a whole number 1-60 (a string, or an int), ``size`` WxH."""
+    seconds = body.get("seconds")
+    if seconds is not None:
+        text = str(seconds) if type(seconds) is int else seconds
+        if not isinstance(text, str) or not _SECONDS.fullmatch(text) or not 1 <= int(text) <= 60:
+            message = f"invalid seconds {seconds!r}: a whole number of seconds, 1 to 60"
+            raise Reply(task_error(400, "invalid_request", message))
+    size = body.get("size")
+    if size is not None:
+        match = _SIZE.fullmatch(size) if isinstance(size, str) else None
+        if match is None or not all(16 <= int(side) <= 4096 for side in match.groups()):
+            message = f"invalid size {size!r}: use WIDTHxHEIGHT, e.g. 1280x720"
+            raise Reply(task_error(400, "invalid_size", message))
+
+
+def _summary(content: bytes, content_type: str) -> dict[str, Any]:
+    return {
+        "content_type": content_type,
+        "size": len(content),
+        "sha256": hashlib.sha256(content).hexdigest(),
+    }
+
+
+def _decode_data_uri(value: str, where: str) -> dict[str, Any]:
+    """A ``data:<type>;base64,...`` media URI's summary (type, size, SHA-256), or a 400."""
+    match = _DATA_URI.fullmatch(value)
+    content_type = match[1].lower() if match else ""
+    if match is None or not content_type.startswith(_MEDIA_TYPES):
+        message = f"invalid data URI in {where}: expected data:image/<type>;base64,<data>"
+        raise Reply(task_error(400, "invalid_request", message))
+    try:
+        content = base64.b64decode(match[3], validate=True)
+    except (binascii.Error, ValueError):
+        content = b""
+    if not content:
+        raise Reply(task_error(400, "invalid_request", f"invalid base64 data in {where}"))
+    return _summary(content, content_type)
+
+
+def _is_data_uri(value: object) -> bool:
+    return isinstance(value, str) and value[:5].lower() == "data:"
+
+
+def _decode_media(body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` with each data URI (a field, or an item of a list field) replaced by its summary.
+
+    A body without data URIs is returned as is; text fields (the prompt) are never decoded.
+    """
+    decoded: dict[str, Any] | None = None
+    for key, value in body.items():
+        if key in _TEXT_FIELDS:
+            continue
+        if _is_data_uri(value):
+            new: Any = _decode_data_uri(value, key)
+        elif isinstance(value, list) and any(_is_data_uri(item) for item in value):
+            new = [
+                _decode_data_uri(item, f"{key}[{index}]") if _is_data_uri(item) else item
+                for index, item in enumerate(value)
+            ]
+        else:
+            continue
+        if decoded is None:
+            decoded = dict(body)
+        decoded[key] = new
+    return body if decoded is None else decoded
+
+
 async def _read_form(request: web.Request) -> dict[str, Any]:
     """A form's fields; a file becomes a summary: name, type, size and SHA-256."""
     form = await _read(request, request.post)
@@ -133,15 +229,25 @@ async def _read_form(request: web.Request) -> dict[str, Any]:
         if isinstance(value, web.FileField):
             with value.file:
                 content = value.file.read()
-            body[name] = {
-                "filename": value.filename,
-                "content_type": value.content_type,
-                "size": len(content),
-                "sha256": hashlib.sha256(content).hexdigest(),
-            }
+            body[name] = {"filename": value.filename, **_summary(content, value.content_type)}
         else:
             body[name] = value.decode() if isinstance(value, bytes) else value
     return body
+
+
+def _result_urls(choice: ResultUrl | Mapping[str, ResultUrl]) -> dict[str, ResultUrl]:
+    """The result URL choice of every family, from one choice or a mapping of families."""
+    choices = get_args(ResultUrl)
+    if isinstance(choice, str):
+        if choice not in choices:
+            raise ValueError(f"result_url must be cdn, proxy or path, not {choice!r}")
+        return dict.fromkeys(FAMILIES, choice)
+    urls: dict[str, ResultUrl] = dict.fromkeys(FAMILIES, "cdn")
+    for family, each in choice.items():
+        if family not in FAMILIES or each not in choices:
+            raise ValueError(f"result_url maps families to cdn, proxy or path, not {choice!r}")
+        urls[family] = each
+    return urls
 
 
 async def _read(request: web.Request, read: Callable[[], Awaitable[_T]]) -> _T:
@@ -176,11 +282,12 @@ class Simulator:
             unknown_for, queue phases, latency, slow_delay, not_found_for, storms, the rate
             limit's window, url_ttl, injected delays, Retry-After and poll-after values), so
             that a workload's minutes run in seconds.
-        workload: a :class:`~octovid.testing.Workload`, or its name in ``WORKLOADS``: draws
-            each task's duration, outcome, progress pattern, refresh and "unknown" period from
-            the workload's entry for the model's kind, and takes the workload's conditions. It
-            excludes ``duration``, ``failure_rate``, ``refresh``, ``unknown_for`` and the
-            condition options (change those with ``Workload.with_conditions``).
+        workload: a :class:`~octovid.testing.Workload`, or its name in ``WORKLOADS`` or
+            ``ROUTE_WORKLOADS``: draws each task's duration, outcome, progress pattern, refresh
+            and "unknown" period from the workload's entry for the model's kind (whatever the
+            route), and takes the workload's conditions. It excludes ``duration``,
+            ``failure_rate``, ``refresh``, ``unknown_for`` and the condition options (change
+            those with ``Workload.with_conditions``).
         duration: seconds from create to the terminal state: ``(min, max)`` drawn uniformly,
             or a callable ``(model, rng) -> seconds``.
         failure_rate: the fraction of tasks that end failed, with a reason.
@@ -203,10 +310,24 @@ class Simulator:
         poll_after_ms: if set, answers of ``GET /v1/videos/{id}`` carry the header
             ``openai-poll-after-ms`` with this value (time-scaled), as the official OpenAI
             client expects.
+        native_shape: the shape of every native answer, "wrapped" or "plain" (see
+            :data:`NativeShape`); None: "plain" for Seedance, "wrapped" for the others.
+        result_url: where completed tasks' result URLs point (see :data:`ResultUrl`): one
+            choice for every family, or a mapping from families to choices ("cdn" for the
+            families it leaves out).
         sporadic_429, sporadic_429_creates_only, sporadic_retry_after,
         sporadic_retry_after_value, storms, error_rate, drop_before_rate, drop_after_rate,
-        slow_rate, slow_delay, not_found_for, stuck_rate: the random conditions, all off by
-            default: see :class:`~octovid.testing.Conditions`.
+        slow_rate, slow_delay, not_found_for, stuck_rate, reason_in_url: the random
+            conditions, all off by default: see :class:`~octovid.testing.Conditions`.
+
+    Routes and their request names (``RequestRecord.route``, ``inject(route=...)``): "create"
+    and "query" (unified; Veo, Sora, Grok, Vidu, Jimeng), "remix" (``POST /v1/video/remix``, a
+    new Grok task from an earlier one, queried on the unified route), "videos_create" and
+    "videos_query" (``/v1/videos``, every family), "native_create" and "native_query"
+    (``/v1/video/generations``, every family), "content" (``/v1/videos/{id}/content``, for a
+    task of any route), "cdn" and "other". Every create route takes quota and suffers the
+    create faults (drops after create, slow accepted creates); every query route the query
+    faults and ``not_found_for``; the rate limit and storms count every gateway request.
 
     Introspection (``requests``, ``tasks``, ``rate_limited``, ``faults_served``,
     ``creates_per_body``, ``max_rate``, ``describe``) and scripting (``inject``, ``finish``,
@@ -228,6 +349,7 @@ class Simulator:
         "_jobs",
         "_latency",
         "_limit",
+        "_native_shape",
         "_not_found_for",
         "_poll_after",
         "_port",
@@ -235,6 +357,7 @@ class Simulator:
         "_rate_limit",
         "_rate_limit_body",
         "_refresh",
+        "_result_urls",
         "_retry_after",
         "_rng",
         "_runners",
@@ -279,6 +402,8 @@ class Simulator:
         quota: int | None = None,
         video: bytes | None = None,
         poll_after_ms: int | None = None,
+        native_shape: NativeShape | None = None,
+        result_url: ResultUrl | Mapping[str, ResultUrl] = "cdn",
         sporadic_429: float = 0.0,
         sporadic_429_creates_only: bool = False,
         sporadic_retry_after: float = 0.0,
@@ -291,6 +416,7 @@ class Simulator:
         slow_delay: float = 30.0,
         not_found_for: float = 0.0,
         stuck_rate: float = 0.0,
+        reason_in_url: float = 0.0,
     ) -> None:
         if isinstance(duration, tuple) and not 0 <= duration[0] <= duration[1]:
             raise ValueError(f"duration must be (min, max) with 0 <= min <= max, not {duration}")
@@ -306,6 +432,9 @@ class Simulator:
             raise ValueError(f"time_scale must be a positive number, not {time_scale}")
         if poll_after_ms is not None and poll_after_ms < 0:
             raise ValueError(f"poll_after_ms must not be negative, not {poll_after_ms}")
+        if native_shape not in (None, *get_args(NativeShape)):
+            raise ValueError(f"native_shape must be None, wrapped or plain, not {native_shape!r}")
+        result_urls = _result_urls(result_url)
         conditions = Conditions(
             sporadic_429=sporadic_429,
             sporadic_429_creates_only=sporadic_429_creates_only,
@@ -319,11 +448,10 @@ class Simulator:
             slow_delay=slow_delay,
             not_found_for=not_found_for,
             stuck_rate=stuck_rate,
+            reason_in_url=reason_in_url,
         )
         if isinstance(workload, str):
-            if workload not in WORKLOADS:
-                raise ValueError(f"unknown workload {workload!r}: one of {', '.join(WORKLOADS)}")
-            workload = WORKLOADS[workload]
+            workload = workload_named(workload)
         if workload is not None:
             if (duration, failure_rate, refresh, unknown_for) != (_DEFAULT_DURATION, 0, 0, 0):
                 raise ValueError(
@@ -367,6 +495,8 @@ class Simulator:
         if poll_after_ms is not None:
             scaled = round(poll_after_ms / scale)
             self._poll_after = str(max(scaled, 1) if poll_after_ms else 0)
+        self._native_shape: NativeShape | None = native_shape
+        self._result_urls = result_urls
         self._conditions = conditions
         self._spoiler = Spoiler(conditions, self._fault_rng)
         self._slow_delay = conditions.slow_delay / scale
@@ -444,6 +574,7 @@ class Simulator:
         routes: list[tuple[str, str, Route, _Handler]] = [
             ("POST", "/v1/video/create", "create", self._create),
             ("GET", "/v1/video/query", "query", self._query),
+            ("POST", "/v1/video/remix", "remix", self._remix),
             ("GET", "/v1/videos/{task_id}/content", "content", self._content),
             ("POST", "/v1/videos", "videos_create", self._videos_create),
             ("GET", "/v1/videos/{task_id}", "videos_query", self._videos_query),
@@ -610,6 +741,12 @@ class Simulator:
         parts = [what, self._conditions.describe()]
         if self._rate_limit is not None:
             parts.append(f"rate limit {self._rate_limit[0]}/{self._rate_limit[1]:g} s")
+        if self._native_shape is not None:
+            parts.append(f"native shape {self._native_shape}")
+        urls = self._result_urls.items()
+        elsewhere = sorted(f"{family} {each}" for family, each in urls if each != "cdn")
+        if elsewhere:
+            parts.append("result URLs " + ", ".join(elsewhere))
         parts.append(f"time scale {self._scale:g}, seed {self._seed}")
         return "; ".join(parts)
 
@@ -778,14 +915,22 @@ class Simulator:
     # Tasks
 
     def _admit(
-        self, x: _Exchange, body: dict[str, Any], default_model: str | None = None
-    ) -> tuple[Family, str]:
-        """Validate a create body and take one unit of quota: the family and model to create."""
+        self,
+        x: _Exchange,
+        body: dict[str, Any],
+        route: Route,
+        default_model: str | None = None,
+    ) -> tuple[Family, str, dict[str, Any]]:
+        """Validate a create body of ``route`` and take one unit of quota.
+
+        Returns the family and model to create, and the body to keep: with each data URI
+        replaced by its summary (type, size, SHA-256).
+        """
         model = body.get("model", default_model)
         if not isinstance(model, str) or not model:
             raise Reply(task_error(400, "missing_model", "model is required"))
         family = family_of(model)
-        if family is None:
+        if family is None or (route == "create" and family not in UNIFIED_FAMILIES):
             message = f"No available channel for model {model} under group default"
             raise Reply(gateway_error(x.rid, 503, message, "model_not_found"))
         prompt = body.get("prompt")
@@ -794,22 +939,27 @@ class Simulator:
         if family == "veo" and body.get("size", "720x1280") not in _VEO_SIZES:
             message = f"invalid size {body['size']!r}: use 720x1280 or 1280x720"
             raise Reply(task_error(400, "invalid_size", message))
+        if route == "videos_create":
+            _check_seconds_and_size(body)
+        body = _decode_media(body)
         if self._quota is not None:
             if self._quota <= 0:
                 message = "user quota is not enough"
                 raise Reply(gateway_error(x.rid, 403, message, "insufficient_user_quota"))
             self._quota -= 1
-        return family, model
+        return family, model, body
 
     def _add_task(
         self,
         x: _Exchange,
         *,
+        route: Route,
         task_id: str,
         family: Family,
         model: str,
         body: dict[str, Any],
         upstream_id: str | None = None,
+        remixed_from: str | None = None,
     ) -> SimTask:
         """Register a new task, with its drawn plan: duration, outcome, progress pattern."""
         rng, scale = self._rng, self._scale
@@ -856,12 +1006,19 @@ class Simulator:
             step_at=steps.step_at,
             step_level=steps.step_level,
             stall_for=steps.stall_for,
+            route=route,
+            row_id=_FIRST_ROW + len(self.tasks),
+            remixed_from=remixed_from,
         )
-        stuck_rate = self._conditions.stuck_rate
-        if stuck_rate and self._fault_rng.random() < stuck_rate:
+        conditions = self._conditions
+        if conditions.stuck_rate and self._fault_rng.random() < conditions.stuck_rate:
             task.frozen_after = self._fault_rng.uniform(0.2, 0.8) * duration
             task.terminal_at = task.wall_terminal_at = math.inf
             self.faults_served["stuck"] += 1
+        if conditions.reason_in_url and self._fault_rng.random() < conditions.reason_in_url:
+            task.reason_in_url = True
+            if failed:
+                task.reason = TIMEOUT_REASON
         self.tasks[task_id] = task
         if family == "grok" and upstream_id is not None:
             self._aliases[upstream_id] = task
@@ -893,7 +1050,11 @@ class Simulator:
         return view(task, now)
 
     def _result_url(self, task: SimTask) -> str:
-        """A freshly signed CDN URL for a completed task's video."""
+        """A completed task's result URL: freshly signed on the CDN, or the gateway's own."""
+        choice = self._result_urls[task.family]
+        if choice != "cdn":
+            path = content_path(task.id)
+            return path if choice == "path" else self.url + path
         wall = self._wall(self._clock())
         if self._url_ttl is None:
             expires = int(wall + _URL_VALID / self._scale)
@@ -901,11 +1062,25 @@ class Simulator:
             expires = math.ceil(wall + self._url_ttl)
         return self._signer.url(self.cdn_url, task.id, expires)
 
+    def _slot(self, task: SimTask, seen: View) -> str | None:
+        """What a task's result-URL slot holds: the result URL once completed, or the failure
+        reason once failed if the task carries it there; None otherwise."""
+        if seen.phase == "completed":
+            return self._result_url(task)
+        if seen.phase == "failed" and task.reason_in_url:
+            return task.reason
+        return None
+
+    def _native_shape_of(self, family: Family) -> NativeShape:
+        if self._native_shape is not None:
+            return self._native_shape
+        return "plain" if family == "seedance" else "wrapped"
+
     # Gateway handlers
 
     async def _create(self, request: web.Request, x: _Exchange) -> web.StreamResponse:
         body = await _read_json(request)
-        family, model = self._admit(x, body)
+        family, model, body = self._admit(x, body, "create")
         rng = self._rng
         upstream_id = None
         if family == "veo":
@@ -918,7 +1093,13 @@ class Simulator:
         else:
             task_id = new_uuid(rng)
         task = self._add_task(
-            x, task_id=task_id, family=family, model=model, body=body, upstream_id=upstream_id
+            x,
+            route="create",
+            task_id=task_id,
+            family=family,
+            model=model,
+            body=body,
+            upstream_id=upstream_id,
         )
         return json_response(200, UNIFIED_CREATE[family](task))
 
@@ -928,8 +1109,36 @@ class Simulator:
             raise Reply(task_error(400, "invalid_request", "id is required"))
         task = self._find(x, task_id)
         seen = self._poll(task)
-        url = self._result_url(task) if seen.phase == "completed" else None
-        return json_response(200, UNIFIED_QUERY[task.family](task, seen, url))
+        answer = UNIFIED_QUERY[task.family](task, seen, self._slot(task, seen))
+        return json_response(200, answer)
+
+    async def _remix(self, request: web.Request, x: _Exchange) -> web.StreamResponse:
+        """A new Grok task from an earlier one: ``task_id`` and a prompt, a model if another."""
+        body = await _read_json(request)
+        source_id = body.get("task_id")
+        if not isinstance(source_id, str) or not source_id:
+            raise Reply(task_error(400, "invalid_request", "task_id is required"))
+        source = self._find(x, source_id)
+        if source.family != "grok":
+            message = f"remix is only supported for grok tasks, not {source.model}"
+            raise Reply(task_error(400, "invalid_request", message))
+        model = body.get("model")
+        if model is not None and (not isinstance(model, str) or family_of(model) != "grok"):
+            message = f"remix needs a grok model, not {model!r}"
+            raise Reply(task_error(400, "invalid_request", message))
+        family, model, body = self._admit(x, body, "remix", default_model=source.model)
+        rng = self._rng
+        task = self._add_task(
+            x,
+            route="remix",
+            task_id=f"grok:{new_uuid(rng)}",
+            family=family,
+            model=model,
+            body=body,
+            upstream_id=new_uuid(rng),
+            remixed_from=source.id,
+        )
+        return json_response(200, UNIFIED_CREATE[family](task))
 
     async def _content(self, request: web.Request, x: _Exchange) -> web.StreamResponse:
         task_id = x.task_id = request.match_info["task_id"]
@@ -953,30 +1162,56 @@ class Simulator:
             body = await _read_form(request)
         else:
             body = await _read_json(request)
-        family, model = self._admit(x, body, default_model="sora-2")
-        task_id = f"video_{self._rng.getrandbits(128):032x}"
-        task = self._add_task(x, task_id=task_id, family=family, model=model, body=body)
+        family, model, body = self._admit(x, body, "videos_create", default_model="sora-2")
+        rng = self._rng
+        if family == "sora":
+            task_id = f"video_{rng.getrandbits(128):032x}"
+        elif family == "kling":
+            task_id = kling_id(rng)
+        else:
+            task_id = public_id(rng)
+        task = self._add_task(
+            x, route="videos_create", task_id=task_id, family=family, model=model, body=body
+        )
+        if family != "sora":
+            return json_response(200, converted_create(task))
         created = View("queued", 0.0, task.wall_created)
         return json_response(200, openai_video(task, created, _EXPIRES_IN / self._scale))
 
     async def _videos_query(self, request: web.Request, x: _Exchange) -> web.StreamResponse:
         task = self._find(x, request.match_info["task_id"])
-        video = openai_video(task, self._poll(task), _EXPIRES_IN / self._scale)
+        seen = self._poll(task)
+        if task.family == "sora":
+            video = openai_video(task, seen, _EXPIRES_IN / self._scale)
+        else:
+            video = converted_video(task, seen, self._slot(task, seen))
         headers = None if self._poll_after is None else {POLL_AFTER: self._poll_after}
         return json_response(200, video, headers)
 
     async def _native_create(self, request: web.Request, x: _Exchange) -> web.StreamResponse:
         body = await _read_json(request)
-        family, model = self._admit(x, body)
-        task_id = new_uuid(self._rng)
-        task = self._add_task(x, task_id=task_id, family=family, model=model, body=body)
+        family, model, body = self._admit(x, body, "native_create")
+        rng = self._rng
+        if family == "seedance":
+            task_id = seedance_id(rng, self._wall(self._clock()))
+        elif family == "kling":
+            task_id = kling_id(rng)
+        else:
+            task_id = new_uuid(rng)
+        task = self._add_task(
+            x, route="native_create", task_id=task_id, family=family, model=model, body=body
+        )
+        if self._native_shape_of(family) == "plain":
+            return json_response(200, {"task_id": task.id})
         return json_response(200, {"code": "success", "message": "", "data": {"task_id": task.id}})
 
     async def _native_query(self, request: web.Request, x: _Exchange) -> web.StreamResponse:
         task = self._find(x, request.match_info["task_id"])
         seen = self._poll(task)
-        url = self._result_url(task) if seen.phase == "completed" else None
-        return json_response(200, native_task(task, seen, url))
+        slot = self._slot(task, seen)
+        if self._native_shape_of(task.family) == "plain":
+            return json_response(200, native_plain(task, seen, slot))
+        return json_response(200, native_task(task, seen, slot))
 
     async def _invalid_url(self, request: web.Request, x: _Exchange) -> web.StreamResponse:
         message = f"Invalid URL ({request.method} {request.path})"

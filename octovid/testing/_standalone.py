@@ -9,7 +9,7 @@ import signal
 import sys
 
 from ._simulator import Simulator
-from ._workloads import CONDITIONS, WORKLOADS
+from ._workloads import CONDITIONS, ROUTE_WORKLOADS, WORKLOADS
 
 
 def _rate_limit(text: str) -> tuple[int, float]:
@@ -22,7 +22,7 @@ def _rate_limit(text: str) -> tuple[int, float]:
 
 
 def _workload(text: str) -> str:
-    if text not in WORKLOADS:
+    if text not in WORKLOADS and text not in ROUTE_WORKLOADS:
         raise argparse.ArgumentTypeError(f"unknown workload {text!r}")
     return text
 
@@ -61,7 +61,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     add("--rate-limit", type=_rate_limit, metavar="N/WINDOW", help="requests per window per key")
     add("--retry-after", type=float, help="send Retry-After with 429s, seconds")
     add("--url-ttl", type=float, help="seconds a result URL stays valid")
-    bases = ", ".join(name for name in WORKLOADS if "+" not in name)
+    bases = ", ".join(name for name in (*WORKLOADS, *ROUTE_WORKLOADS) if "+" not in name)
     add(
         "--workload",
         type=_workload,
@@ -77,6 +77,19 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         help="divide every duration by X, so minutes run in seconds (default: 1)",
     )
     add("--poll-after-ms", type=int, help="send openai-poll-after-ms on GET /v1/videos/{id}")
+    add(
+        "--native-shape",
+        choices=("wrapped", "plain"),
+        help="the native route's answers for every model (default: plain for Seedance, "
+        "wrapped for the others)",
+    )
+    add(
+        "--result-url",
+        choices=("cdn", "proxy", "path"),
+        default="cdn",
+        help="result URLs on the CDN, the gateway's own /v1/videos/{id}/content, or that path "
+        "(default: %(default)s)",
+    )
     return parser
 
 
@@ -129,6 +142,8 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m octovid.testin
             workload=args.workload,
             time_scale=args.time_scale,
             poll_after_ms=args.poll_after_ms,
+            native_shape=args.native_shape,
+            result_url=args.result_url,
         )
     except ValueError as exc:
         parser.error(str(exc))

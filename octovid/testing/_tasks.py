@@ -13,8 +13,8 @@ from typing import Any, Literal, get_args
 
 import attrs
 
-Family = Literal["veo", "sora", "grok", "vidu", "jimeng"]
-"""The upstream families of the unified routes, told apart by the model's name."""
+Family = Literal["veo", "sora", "grok", "vidu", "jimeng", "kling", "seedance"]
+"""The upstream families, told apart by the model's name (see :func:`family_of`)."""
 
 Outcome = Literal["completed", "failed"]
 Phase = Literal["unknown", "queued", "running", "completed", "failed"]
@@ -31,6 +31,24 @@ Pattern = Literal["linear", "queued_then_rising", "jumping", "stalling", "none"]
 """
 
 FAMILIES: tuple[Family, ...] = get_args(Family)
+UNIFIED_FAMILIES: frozenset[Family] = frozenset({"veo", "sora", "grok", "vidu", "jimeng"})
+"""The families the unified create serves (PROTOCOL.md section 1); every route serves the rest."""
+_PREFIXED: tuple[Family, ...] = ("veo", "sora", "grok", "vidu", "jimeng")
+KLING_MODELS = frozenset(
+    {
+        "kling-v1",
+        "kling-v1-5",
+        "kling-v1-6",
+        "kling-v2-master",
+        "kling-v2-1",
+        "kling-v2-1-master",
+        "kling-v2-5-turbo",
+        "kling-v2-6",
+        "kling-video-o1",
+    }
+)
+"""Kling's model names. Kling is told by its exact names, not a prefix: ``kling-v2`` is no
+Kling model (v2.0 is ``kling-v2-master``), and the gateway has no channel for it."""
 PHASES: tuple[Phase, ...] = get_args(Phase)
 PATTERNS: tuple[Pattern, ...] = get_args(Pattern)
 FAILURE_REASONS = (
@@ -38,13 +56,22 @@ FAILURE_REASONS = (
     "upstream generation error",
     "upstream task timed out",
 )
+TIMEOUT_REASON = "任务超时（1440分钟）"  # noqa: RUF001 - "task timed out (1440 minutes)", as written
 _QUEUED_SHARE = 0.1  # linear, jumping and stalling tasks say "queued" for this share of the time
 
 
 def family_of(model: str) -> Family | None:
-    """The family a model belongs to, by the start of its name; None for no family."""
+    """The family a model belongs to, by the start of its name; None for no family.
+
+    Doubao's Seedance models (``doubao-seedance-1-0-pro``) and ``seedance-2`` are "seedance";
+    Kling is recognised by :data:`KLING_MODELS` only.
+    """
     lowered = model.lower()
-    return next((family for family in FAMILIES if lowered.startswith(family)), None)
+    if lowered.startswith("kling"):
+        return "kling" if lowered in KLING_MODELS else None
+    if lowered.startswith(("seedance", "doubao-seedance")):
+        return "seedance"
+    return next((family for family in _PREFIXED if lowered.startswith(family)), None)
 
 
 @attrs.define
@@ -79,6 +106,10 @@ class SimTask:
     refresh: float = 0.0  # the gateway's refresh period for it; 0 for live state
     ticks_from: float = 0.0  # an instant of its refresh grid: refreshes at ticks_from + k * refresh
     unknown_for: float = 0.0  # seconds after create in which queries say "unknown"
+    route: str = "create"  # created on: "create", "remix", "videos_create" or "native_create"
+    row_id: int = 0  # the gateway's integer row id, shown as data.id by the native route
+    remixed_from: str | None = None  # remix: the id of the task it remixes
+    reason_in_url: bool = False  # once failed, its result-URL slot holds the failure reason
 
     @property
     def stuck(self) -> bool:

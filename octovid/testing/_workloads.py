@@ -2,9 +2,13 @@
 
 :data:`JOBS` holds the behaviour of each kind of job at the gateway (a duration distribution
 with a long tail, progress patterns, refresh period, the "unknown" period, failure rate), drawn
-from the figures in WORKLOADS.md. A :class:`Workload` is that table, the models a client sends,
-and the :class:`Conditions` of the run. :data:`WORKLOADS` names the presets: one per kind,
-``mixed``, and each of them with each condition set of :data:`CONDITIONS` (``sora+faults``).
+from the figures in WORKLOADS.md; :data:`EXTRA_JOBS` the kinds WORKLOADS.md has no figures for
+(Kling, Seedance), from public reports. A :class:`Workload` is those tables, the models a client
+sends, the route its create bodies go to, and the :class:`Conditions` of the run.
+:data:`WORKLOADS` names the presets of the unified route: one per kind, ``mixed``, and each of
+them with each condition set of :data:`CONDITIONS` (``sora+faults``). :data:`ROUTE_WORKLOADS`
+names those of the other routes, after their route: ``openai/kling``, ``openai/seedance``,
+``openai/sora``, ``openai/mixed``, ``native/seedance``, each with each condition set too.
 
 Every figure here is in the workload's seconds; ``Simulator(time_scale=...)`` divides them all.
 """
@@ -15,12 +19,16 @@ import math
 import random
 import statistics
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal, get_args
 
 import attrs
 
 from ._faults import Conditions
-from ._tasks import PATTERNS, Pattern, family_of
+from ._tasks import PATTERNS, UNIFIED_FAMILIES, Pattern, family_of
+
+WorkloadRoute = Literal["unified", "openai", "native"]
+"""The route family a workload's create bodies are for: ``/v1/video/create``, ``/v1/videos``,
+``/v1/video/generations``."""
 
 
 def kind_of(model: str) -> str | None:
@@ -139,6 +147,24 @@ JOBS: dict[str, Jobs] = {
 }
 """The behaviour of each kind of job at the gateway (WORKLOADS.md's table)."""
 
+EXTRA_JOBS: dict[str, Jobs] = {
+    # Kling: 1-5 minutes typical, longer at busy hours (its queue is known to hold jobs for
+    # many minutes); the upstream reports no progress of its own, so the gateway's is coarse.
+    "kling": Jobs(
+        typical=(1 * _MINUTE, 5 * _MINUTE),
+        tail=15 * _MINUTE,
+        patterns={"queued_then_rising": 0.5, "linear": 0.3, "stalling": 0.2},
+    ),
+    # Seedance (Doubao, Volcengine Ark): 30 s to 3 minutes for a 5 s clip.
+    "seedance": Jobs(
+        typical=(30.0, 3 * _MINUTE),
+        tail=6 * _MINUTE,
+        patterns={"queued_then_rising": 0.5, "linear": 0.5},
+    ),
+}
+"""The kinds of job WORKLOADS.md has no figures for, from public reports; every workload has
+them (see ``Workload.jobs``) beside :data:`JOBS`."""
+
 
 def _models(
     value: Mapping[str, float] | tuple[tuple[str, float], ...],
@@ -151,7 +177,7 @@ def _jobs(
     value: Mapping[str, Jobs] | tuple[tuple[str, Jobs], ...],
 ) -> tuple[tuple[str, Jobs], ...]:
     pairs = dict(value.items() if isinstance(value, Mapping) else value)
-    return tuple({**JOBS, **pairs}.items())
+    return tuple({**JOBS, **EXTRA_JOBS, **pairs}.items())
 
 
 @attrs.frozen(kw_only=True)
@@ -168,20 +194,26 @@ class Workload:
         models: the models a client of this workload sends, with their weights: see
             :meth:`bodies`. A client may send others: every kind has an entry in ``jobs``.
         jobs: the behaviour of each kind of job (see :func:`kind_of`); kinds not given keep
-            the entry of :data:`JOBS`.
+            the entry of :data:`JOBS` or :data:`EXTRA_JOBS`.
         conditions: the random faults of the run.
+        route: the route family :meth:`bodies` writes create bodies for by default; the
+            unified route serves Veo, Sora, Grok, Vidu and Jimeng only.
     """
 
     name: str
     models: tuple[tuple[str, float], ...] = attrs.field(converter=_models)
     jobs: tuple[tuple[str, Jobs], ...] = attrs.field(default=(), converter=_jobs)
     conditions: Conditions = attrs.field(factory=Conditions)
+    route: WorkloadRoute = "unified"
 
     def __attrs_post_init__(self) -> None:
         if not self.models or any(
             kind_of(model) is None or weight <= 0 for model, weight in self.models
         ):
             raise ValueError(f"models must be known models with positive weights: {self.models}")
+        if self.route not in get_args(WorkloadRoute):
+            raise ValueError(f"route must be unified, openai or native, not {self.route!r}")
+        _check_route(self.route, self.models)
 
     def jobs_for(self, model: str) -> Jobs | None:
         """The behaviour of ``model``'s jobs; None for a model of no family."""
@@ -219,19 +251,45 @@ class Workload:
         jobs[kind] = attrs.evolve(jobs[kind], **changes)
         return attrs.evolve(self, jobs=jobs)
 
-    def bodies(self, count: int, *, seed: int | None = None) -> list[dict[str, Any]]:
-        """``count`` unified create bodies whose models follow the workload's weights."""
+    def bodies(
+        self, count: int, *, seed: int | None = None, route: WorkloadRoute | None = None
+    ) -> list[dict[str, Any]]:
+        """``count`` create bodies whose models follow the workload's weights.
+
+        Args:
+            count: how many.
+            seed: seeds the draw of the models.
+            route: the route family the bodies are for (None: the workload's ``route``):
+                "unified" ``{model, prompt, images: []}``, "openai" (``/v1/videos``, as JSON)
+                and "native" ``{model, prompt}``.
+
+        Raises:
+            ValueError: the unified route does not serve one of the workload's models.
+        """
+        route = self.route if route is None else route
+        if route not in get_args(WorkloadRoute):
+            raise ValueError(f"route must be unified, openai or native, not {route!r}")
+        _check_route(route, self.models)
         rng = random.Random(seed)
         models = [model for model, _ in self.models]
         weights = [weight for _, weight in self.models]
+        extra: dict[str, Any] = {"images": []} if route == "unified" else {}
         return [
-            {"model": model, "prompt": f"{self.name} job {index}", "images": []}
+            {"model": model, "prompt": f"{self.name} job {index}", **extra}
             for index, model in enumerate(rng.choices(models, weights=weights, k=count))
         ]
 
     def describe(self) -> str:
         """One line naming the workload and the conditions that are on."""
         return f"{self.name}: {self.conditions.describe()}"
+
+
+def _check_route(route: str, models: tuple[tuple[str, float], ...]) -> None:
+    if route != "unified":
+        return
+    refused = [model for model, _ in models if family_of(model) not in UNIFIED_FAMILIES]
+    if refused:
+        raise ValueError(f"the unified route serves no {', '.join(refused)}: use another route")
 
 
 CONDITIONS: dict[str, Conditions] = {
@@ -286,4 +344,59 @@ WORKLOADS: dict[str, Workload] = {
     },
 }
 """The presets by name: ``veo-fast``, ``veo``, ``sora``, ``grok``, ``vidu``, ``jimeng``,
-``mixed`` (every family), and each of them ``+sporadic-429``, ``+storms`` or ``+faults``."""
+``mixed`` (every family of the unified route), and each of them ``+sporadic-429``, ``+storms``
+or ``+faults``."""
+
+_ROUTE_BASE = (
+    Workload(
+        name="openai/kling",
+        models={"kling-v2-1": 0.4, "kling-v2-5-turbo": 0.4, "kling-v2-master": 0.2},
+        route="openai",
+    ),
+    Workload(
+        name="openai/seedance",
+        models={"doubao-seedance-1-0-pro": 0.6, "doubao-seedance-1-0-lite-t2v": 0.4},
+        route="openai",
+    ),
+    Workload(name="openai/sora", models={"sora-2": 0.7, "sora-2-pro": 0.3}, route="openai"),
+    Workload(
+        name="openai/mixed",
+        models={
+            "sora-2": 0.25,
+            "veo3.1-fast": 0.1,
+            "grok-video-3": 0.1,
+            "viduq2-pro": 0.1,
+            "jimeng-video-3.0": 0.1,
+            "kling-v2-1": 0.2,
+            "doubao-seedance-1-0-pro": 0.15,
+        },
+        route="openai",
+    ),
+    Workload(name="native/seedance", models={"seedance-2": 1.0}, route="native"),
+)
+
+ROUTE_WORKLOADS: dict[str, Workload] = {
+    **{workload.name: workload for workload in _ROUTE_BASE},
+    **{
+        f"{workload.name}+{name}": workload.with_conditions(name)
+        for workload in _ROUTE_BASE
+        for name in CONDITIONS
+    },
+}
+"""The presets of the other routes, named after their route: ``openai/kling``,
+``openai/seedance``, ``openai/sora``, ``openai/mixed`` (every family on ``/v1/videos``),
+``native/seedance`` (Seedance 2 on ``/v1/video/generations``), each also with each condition
+set (``openai/kling+faults``)."""
+
+
+def workload_named(name: str) -> Workload:
+    """The preset of this name, in :data:`WORKLOADS` or :data:`ROUTE_WORKLOADS`.
+
+    Raises:
+        ValueError: no preset has this name.
+    """
+    found = WORKLOADS.get(name) or ROUTE_WORKLOADS.get(name)
+    if found is None:
+        bases = [each for each in (*WORKLOADS, *ROUTE_WORKLOADS) if "+" not in each]
+        raise ValueError(f"unknown workload {name!r}: one of {', '.join(bases)}, +conditions")
+    return found
