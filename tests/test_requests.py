@@ -21,6 +21,7 @@ from octovid import (
     ViduRequest,
     request_from_dict,
 )
+from octovid._requests import KlingRequest, SeedanceRequest
 
 A = "https://example.com/a.png"
 B = "https://example.com/b.png"
@@ -547,8 +548,12 @@ def test_veo_unhashable_orientation_is_a_validation_error():
         ("viduq1", ViduRequest),
         ("Vidu2.0", ViduRequest),
         ("jimeng-video-2.0", JimengRequest),
-        ("kling-v2", VideoRequest),
-        ("seedance-2", VideoRequest),
+        ("kling-v2", KlingRequest),
+        ("Kling-2.6", KlingRequest),
+        ("seedance-2", SeedanceRequest),
+        ("doubao-seedance-1-5-pro-251215", SeedanceRequest),
+        ("hailuo-02", VideoRequest),
+        ("wan2.5-t2v", VideoRequest),
     ],
 )
 def test_request_from_dict_picks_the_family_by_model_prefix(model, cls):
@@ -575,7 +580,7 @@ def test_request_from_dict_moves_unknown_keys_into_extra_and_merges_extra():
 
 def test_request_from_dict_unknown_model_keeps_every_key():
     """A VideoRequest built from a dict sends every key it was given."""
-    data = {"model": "kling-v2", "prompt": "a", "images": [A], "mode": "pro", "duration": 5}
+    data = {"model": "hailuo-02", "prompt": "a", "images": [A], "mode": "pro", "duration": 5}
     request = request_from_dict(data)
     assert dict(request.extra) == {"mode": "pro", "duration": 5}
     assert request.to_payload() == data
@@ -687,7 +692,7 @@ VALID_REQUESTS = st.one_of(
         aspect_ratio=maybe(["16:9", "21:9", "1:1"]), size=maybe(["720P", "1080P"]), extra=EXTRA,
     ),
     st.builds(
-        VideoRequest, st.sampled_from(["kling-v2", "seedance-2"]), PROMPT,
+        VideoRequest, st.sampled_from(["hailuo-02", "wan2.5-t2v"]), PROMPT,
         images=st.lists(IMAGE, max_size=3), extra=EXTRA,
     ),
 )
