@@ -934,6 +934,10 @@ class Simulator:
             message = f"No available channel for model {model} under group default"
             raise Reply(gateway_error(x.rid, 503, message, "model_not_found"))
         prompt = body.get("prompt")
+        if prompt is None and isinstance(body.get("content"), list):  # Ark's shape: content[]
+            texts = [part.get("text") for part in body["content"]
+                     if isinstance(part, dict) and part.get("type") == "text"]
+            prompt = next((text for text in texts if isinstance(text, str)), None)
         if not isinstance(prompt, str) or not prompt:
             raise Reply(task_error(400, "invalid_request", "prompt is required"))
         if family == "veo" and body.get("size", "720x1280") not in _VEO_SIZES:
