@@ -416,3 +416,17 @@ def test_the_librarys_log_lines_are_translated_and_not_doubled():
     assert log_filter.filter(keep)
     assert keep.getMessage().endswith("not watched: `octovid wait t-1` resumes it")
     assert not log_filter.filter(drop)
+
+
+def test_lines_for_other_routes_are_checked_against_their_request_class():
+    """Kling, Seedance and route=openai lines pass with their own fields; misspelt ones do not."""
+    from octovid._cli._catalog import check_request
+
+    assert check_request({"model": "kling-v2-1", "prompt": "x", "seconds": 5}) == []
+    assert check_request({"model": "seedance-2", "prompt": "x"}) == []
+    assert check_request({"model": "sora-2", "prompt": "x", "route": "openai",
+                          "size": "720x1280", "seconds": "8"}) == []
+    assert check_request({"model": "sora-2", "prompt": "x", "route": "unified",
+                          "duration": 10}) == []
+    [problem] = check_request({"model": "kling-v2-1", "prompt": "x", "secnds": 5})
+    assert "unknown field 'secnds'" in problem and "did you mean seconds?" in problem

@@ -187,6 +187,9 @@ def check_request(data: Mapping[str, Any], *, allow_unknown_models: bool = False
         problems.append("no prompt")
     if not isinstance(model, str) or not model.strip():
         return problems
+    route = data.get("route", "unified")
+    if route != "unified" or _other_route_model(model):
+        return problems + _check_by_class(data, model)
     family = family_of(model)
     if family is None:
         guess = _close(model, _ALL_MODELS)
@@ -202,13 +205,44 @@ def check_request(data: Mapping[str, Any], *, allow_unknown_models: bool = False
         return problems
     known = family.field_names
     for name in data:
-        if name in known:
+        if name in known or name == "route":
             continue
         guess = _close(name, [n for n in known if n != "extra"])
         hint = f"did you mean {guess}?" if guess else (
             "`octovid models` lists the fields; put it in \"extra\" to send it as given"
         )
         problems.append(f"unknown field {name!r} for {model} ({hint})")
+    return problems
+
+
+_OTHER_ROUTE_PREFIXES = ("kling", "seedance", "doubao-seedance")
+
+
+def _other_route_model(model: str) -> bool:
+    """A model whose family lives on another route than the unified one (Kling, Seedance)."""
+    return model.lower().startswith(_OTHER_ROUTE_PREFIXES)
+
+
+def _check_by_class(data: Mapping[str, Any], model: str) -> list[str]:
+    """The problems of a line on another route: its fields are its request class's own."""
+    try:
+        request = octovid.request_from_dict(
+            {k: v for k, v in data.items() if k in ("model", "prompt", "route", "task_id")}
+        )
+    except octovid.RequestValidationError as exc:
+        return [str(exc)]
+    except (TypeError, ValueError) as exc:
+        return [str(exc)]
+    cls = type(request)
+    known = {"model", "prompt", "images", "extra", "route", "task_id", *request_fields(cls)}
+    problems = []
+    for name in data:
+        if name not in known:
+            guess = _close(name, sorted(known - {"extra"}))
+            hint = f"did you mean {guess}?" if guess else (
+                "put it in \"extra\" to send it as given"
+            )
+            problems.append(f"unknown field {name!r} for {model} ({cls.__name__}; {hint})")
     return problems
 
 
