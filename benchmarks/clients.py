@@ -152,8 +152,30 @@ async def heartbeat_cost(seconds: float = 1.0) -> float:
     return used / elapsed
 
 
+class GCPauses:
+    """The longest and the total time spent in the cyclic garbage collector."""
+
+    def __init__(self) -> None:
+        self.longest = self.total = 0.0
+        self._started = 0.0
+
+    def __enter__(self) -> GCPauses:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def _callback(self, phase: str, _: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        elif self._started:
+            pause = time.perf_counter() - self._started
+            self.longest, self.total = max(self.longest, pause), self.total + pause
+
+
 class Measured:
-    """Runs one phase under the heartbeat, taking CPU, stall and memory figures."""
+    """Runs one phase under the heartbeat, taking CPU, stall, GC and memory figures."""
 
     def __init__(self, idle_cost: float) -> None:
         self.idle_cost = idle_cost
@@ -168,7 +190,8 @@ class Measured:
         cpu_before, started = cpu(), time.perf_counter()
         self.figures["t_start"] = time.monotonic()
         try:
-            return await phase
+            with GCPauses() as pauses:
+                return await phase
         finally:
             elapsed = time.perf_counter() - started
             used = cpu() - cpu_before
@@ -182,6 +205,8 @@ class Measured:
                 rss_after=rss(),
                 max_stall=self._beat.longest,
                 beats=self._beat.beats,
+                gc_longest=pauses.longest,
+                gc_total=pauses.total,
             )
             await self._beat.stop()
 

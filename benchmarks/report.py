@@ -75,7 +75,7 @@ def job_figures(
         "lost": lost,
         "stuck": stuck,
         "outcomes": outcomes,
-        "tasks_per_job": len(created) / jobs,
+        "tasks_created": len(created),
         "makespan": (max(ends, default=start) - start) * scale,
         "cpu_per_request_us": report["cpu"] / max(len(log), 1) * 1e6,
         "cpu_s": report["cpu"],
@@ -83,6 +83,7 @@ def job_figures(
         "peak_rss_mb": report["rss_peak"] / 2**20,
         "growth_mb": max(report["rss_peak"] - report["rss_before"], 0) / 2**20,
         "max_stall_ms": report["max_stall"] * 1e3,
+        "gc_longest_ms": report["gc_longest"] * 1e3,
         "wall_s": report["wall"],
     }
     if limit is not None:
@@ -140,13 +141,14 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("detection_p95", "detection p95 (s)", "1f"),
     ("lost", "jobs lost", "int"),
     ("stuck", "stuck tasks (excluded)", "int"),
-    ("tasks_per_job", "tasks created per job", "2f"),
+    ("tasks_created", "tasks created at the gateway", "int"),
     ("throughput", "throughput / limit, jobs queued", "pct"),
     ("makespan", "last job done at (s)", "0f"),
     ("cpu_per_request_us", "client CPU per request (us)", "0f"),
     ("growth_mb", "peak memory growth (MB)", "1f"),
     ("kb_per_job", "peak memory growth per job (KB)", "1f"),
     ("max_stall_ms", "longest loop stall (ms)", "1f"),
+    ("gc_longest_ms", "longest GC pause (ms)", "1f"),
 )
 RATIOS = frozenset({"requests_per_job", "r429", "detection_p50", "detection_p95",
                     "cpu_per_request_us", "kb_per_job"})
