@@ -1,0 +1,449 @@
+"""Benchmark: octovid against a naive loop and the openai client, on WORKLOADS.md's presets.
+
+What it measures, for each scenario and client (every figure of WORKLOADS.md "What to
+measure"): requests per job, 429s, detection delay (the gateway's completion to the client
+knowing it, p50 and p95), jobs lost, throughput against the key's limit while jobs queue,
+client CPU per request, peak memory per job and the event loop's longest stall. Then 100,000
+tasks watched in one process (memory per task, CPU per poll, stalls), and octovid's CPU per
+request against a bare aiohttp GET + json loop.
+
+How: the simulator (``octovid.testing.Simulator``, a named workload preset, time-scaled) runs
+in this process and keeps the request log; each client runs in a subprocess of its own
+(``clients.py``) on an event loop whose clock is scaled the same way, so its own defaults
+hold in workload seconds. Each client of a scenario gets a fresh simulator with the same seed.
+
+    python benchmarks/jobs.py            # every scenario, about 17 minutes on 2 cores
+    python benchmarks/jobs.py --quick    # smaller and faster, a few minutes
+    python benchmarks/jobs.py --only sora-200 tight
+    python benchmarks/jobs.py --smoke --out /tmp/bench   # a tiny run, as the tests do
+
+Results: ``benchmarks/results/jobs.json`` (every figure) and ``jobs.md`` (the tables), or
+``jobs-quick.*`` for ``--quick``. Needs ``pip install -e '.[bench]'`` (the openai client;
+without it, its runs are skipped).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import math
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from report import fmt, job_figures, scenario_table, simple_table
+
+from octovid.testing import WORKLOADS, Simulator
+
+HERE = Path(__file__).parent
+RESULTS = HERE / "results"
+CLIENTS = HERE / "clients.py"
+SEED = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One client's run of a scenario: its time scale and, if fewer, how many jobs it runs."""
+
+    client: str
+    scale: float
+    jobs: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    """A workload, a key, a batch, and the clients that run it."""
+
+    key: str
+    title: str
+    jobs: int
+    runs: tuple[Run, ...]
+    preset: str | None = None  # a name in WORKLOADS; else ``sim`` and ``model`` say
+    sim: dict[str, Any] = dataclasses.field(default_factory=dict)
+    model: str = "sora-2"
+    limit: tuple[int, float] | None = None  # the key's limit at the simulator
+    rate: tuple[float, float] = (50.0, 1.0)  # octovid's rate_limit: requests per seconds
+    deadline: float = 3600.0  # octovid's default deadline
+    warmup: int = 0  # jobs octovid runs to completion first, in the same client
+
+    def bodies(self, count: int, *, seed: int = SEED) -> list[dict[str, Any]]:
+        if self.preset is not None:
+            return WORKLOADS[self.preset].bodies(count, seed=seed)
+        return [{"model": self.model, "prompt": f"{self.key} job {i}", "images": []}
+                for i in range(count)]
+
+    def simulator(self, scale: float) -> Simulator:
+        return Simulator(workload=self.preset, time_scale=scale, seed=SEED,
+                         rate_limit=self.limit, **self.sim)
+
+
+TIGHT = {"duration": (60.0, 240.0), "failure_rate": 0.05, "refresh": 15.0, "unknown_for": 15.0}
+
+
+def scenarios(mode: str) -> list[Scenario]:
+    """The scenarios of a full run, a quick one (fewer jobs, faster clocks) or a smoke test."""
+    if mode == "smoke":
+        return [
+            Scenario("grok-20", "Grok-like preset, 20 jobs, no key limit", 20, (
+                Run("octovid", 80), Run("naive", 80), Run("openai", 40, 5)), preset="grok"),
+            Scenario("tight-20", "Key limit 60/min, 20 jobs of 60-240 s, 600 s deadlines", 20,
+                     (Run("octovid", 80), Run("naive", 40), Run("openai", 40)),
+                     sim=TIGHT, limit=(60, 60.0), rate=(60.0, 60.0), deadline=600.0),
+        ]
+    if mode == "quick":
+        return [
+            Scenario("sora-200", "Sora-like preset, 200 jobs, no key limit", 200, (
+                Run("octovid", 80), Run("naive", 40), Run("openai", 20, 10)), preset="sora"),
+            Scenario("grok-100", "Grok-like preset, 100 jobs, no key limit", 100, (
+                Run("octovid", 80), Run("naive", 40), Run("openai", 20, 10)), preset="grok"),
+            Scenario("veo-100-warm", "Veo preset (no progress), 100 jobs after 60 warm-up jobs",
+                     100, (Run("octovid", 80), Run("naive", 40), Run("openai", 20, 10)),
+                     preset="veo", warmup=60),
+            Scenario("tight", "Key limit 60/min, 100 jobs of 60-240 s, 600 s deadlines", 100,
+                     (Run("octovid", 40), Run("naive", 20), Run("openai", 20)),
+                     sim=TIGHT, limit=(60, 60.0), rate=(60.0, 60.0), deadline=600.0),
+            Scenario("sora-faults", "sora+faults preset, 100 jobs, 1200 s deadlines", 100, (
+                Run("octovid", 80), Run("naive", 40), Run("openai", 20, 10)),
+                preset="sora+faults", deadline=1200.0),
+        ]
+    return [
+        Scenario("sora-200", "Sora-like preset, 200 jobs, no key limit", 200, (
+            Run("octovid", 40), Run("naive", 20), Run("openai", 8, 25)), preset="sora"),
+        Scenario("sora-2000", "Sora-like preset, 2,000 jobs, no key limit", 2000, (
+            Run("octovid", 8), Run("naive", 4)), preset="sora"),
+        Scenario("grok-200", "Grok-like preset, 200 jobs, no key limit", 200, (
+            Run("octovid", 40), Run("naive", 20), Run("openai", 8, 25)), preset="grok"),
+        Scenario("veo-200-warm", "Veo preset (no progress), 200 jobs after 150 warm-up jobs",
+                 200, (Run("octovid", 40), Run("naive", 20), Run("openai", 8, 25)),
+                 preset="veo", warmup=150),
+        Scenario("tight", "Key limit 60/min, 200 jobs of 60-240 s, 600 s deadlines", 200, (
+            Run("octovid", 20), Run("naive", 6), Run("openai", 6)),
+            sim=TIGHT, limit=(60, 60.0), rate=(60.0, 60.0), deadline=600.0),
+        Scenario("sora-faults", "sora+faults preset, 200 jobs, 1200 s deadlines", 200, (
+            Run("octovid", 40), Run("naive", 20), Run("openai", 10, 25)),
+            preset="sora+faults", deadline=1200.0),
+    ]
+
+
+# -- running a client ---------------------------------------------------------------------
+
+
+async def child(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run ``clients.py`` with ``spec`` on its stdin; its JSON report."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(CLIENTS), stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate(json.dumps(spec).encode())
+    if process.returncode != 0:
+        raise RuntimeError(f"{spec['client']} failed:\n{err.decode()[-3000:]}")
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+def client_spec(scenario: Scenario, run: Run, sim: Simulator) -> dict[str, Any]:
+    """What the client process needs: the gateway, its clock, the jobs and its settings."""
+    count = run.jobs or scenario.jobs
+    spec: dict[str, Any] = {
+        "client": run.client, "url": sim.url, "key": sim.api_key, "scale": run.scale,
+        "bodies": scenario.bodies(count), "deadline": scenario.deadline,
+        "rate": scenario.rate, "interval": 5.0, "retry": 1.0,
+    }
+    if run.client == "octovid" and scenario.warmup:
+        spec["warmup"] = scenario.bodies(scenario.warmup, seed=SEED + 1)
+    return spec
+
+
+async def run_scenario(scenario: Scenario) -> dict[str, Any]:
+    """Every client of ``scenario``, one after the other, each on a fresh simulator."""
+    results: dict[str, Any] = {}
+    for run in scenario.runs:
+        sim = scenario.simulator(run.scale)
+        async with sim:
+            served = time.process_time()
+            report_ = await child(client_spec(scenario, run, sim))
+            served = time.process_time() - served
+            figures = job_figures(sim, report_, scale=run.scale, deadline=scenario.deadline,
+                                  limit=scenario.limit)
+        figures["server_cpu_per_request_us"] = served / max(figures["requests"], 1) * 1e6
+        figures["simulator"] = sim.describe()
+        results[run.client] = figures
+        print(f"  {run.client:8} {summary(figures)}", flush=True)
+    return results
+
+
+def summary(f: dict[str, Any]) -> str:
+    """One progress line."""
+    return (
+        f"{f['jobs']} jobs at {f['time_scale']:g}x: {f['requests_per_job']:.2f} req/job, "
+        f"{f['r429']} 429s, detection p50 {fmt(f['detection_p50'], '1f')} s "
+        f"p95 {fmt(f['detection_p95'], '1f')} s, lost {f['lost']}, "
+        f"CPU {f['cpu_per_request_us']:.0f} us/req, stall {f['max_stall_ms']:.0f} ms, "
+        f"{f['wall_s']:.0f} s"
+    )
+
+
+# -- 100,000 watched tasks, and CPU per request against a bare loop ----------------------
+
+
+async def create_tasks(sim: Simulator, count: int, prefix: str) -> list[str]:
+    """``count`` tasks created through the gateway by a plain aiohttp process; their ids."""
+    bodies = [{"model": "sora-2", "prompt": f"{prefix} {i}", "images": []} for i in range(count)]
+    made = await child({"client": "create", "url": sim.url, "key": sim.api_key,
+                        "bodies": bodies, "workers": 32})
+    return [row[0] for row in made["jobs"]]
+
+
+async def run_watch(count: int, seconds: float, rate: float) -> dict[str, Any]:
+    """``Client.watch`` of ``count`` running tasks for ``seconds``, polled at ``rate``/s."""
+    sim = Simulator(duration=(7200.0, 14400.0), refresh=15.0, unknown_for=15.0, seed=SEED)
+    async with sim:
+        ids = await create_tasks(sim, count, "watched")
+        r = await child({"client": "watch", "url": sim.url, "key": sim.api_key, "ids": ids,
+                         "rate": (rate, 1.0), "seconds": seconds})
+        polled = sum(task.polls > 0 for task in sim.tasks.values())
+    registered = r["rss_watching"] - r["rss_before_watch"]
+    grown = r["rss_end"] - r["rss_watching"]
+    return {
+        "tasks": count,
+        "seconds": seconds,
+        "rate": rate,
+        "polls": r["polls"],
+        "tasks_polled": polled,
+        "watch_calls_s": r["watch_calls"],
+        "stall_while_registering_ms": r["watch_stall"] * 1e3,
+        "kb_per_task_registered": registered / count / 1024,
+        "kb_per_polled_snapshot": grown / max(polled, 1) / 1024,
+        "kb_per_task_end": (r["rss_end"] - r["rss_before_watch"]) / count / 1024,
+        # Once every task has been polled, each holds its last snapshot too.
+        "kb_per_task_all_polled": (registered / count + grown / max(polled, 1)) / 1024,
+        "cpu_per_poll_us": r["cpu"] / max(r["polls"], 1) * 1e6,
+        "max_stall_ms": r["max_stall"] * 1e3,
+        "gc_longest_ms": r["gc_longest"] * 1e3,
+        "gc_total_s": r["gc_total"],
+        "still_watching": r["watching"],
+        "pending": r["pending"],
+        "rss_mb": r["rss_end"] / 2**20,
+    }
+
+
+async def run_cpu(tasks: int, requests: int, seconds: float) -> dict[str, Any]:
+    """CPU per request: octovid's watcher flat out against a bare GET + json loop."""
+    sim = Simulator(duration=(7200.0, 14400.0), seed=SEED)
+    async with sim:
+        ids = await create_tasks(sim, tasks, "cpu")
+        base = {"url": sim.url, "key": sim.api_key, "ids": ids}
+        bare = await child({**base, "client": "bare", "count": requests, "workers": 16})
+        # At 100x the watcher's polls of every task are due all the time: it runs flat out,
+        # at its default max_concurrency (16), the limiter set out of the way.
+        octo = await child({**base, "client": "watch", "rate": (1e6, 1.0), "seconds": seconds,
+                            "scale": 100.0})
+    bare_us = bare["cpu"] / bare["requests"] * 1e6
+    octo_us = octo["cpu"] / max(octo["polls"], 1) * 1e6
+    return {
+        "tasks": tasks,
+        "bare_requests": bare["requests"],
+        "bare_cpu_per_request_us": bare_us,
+        "bare_rate": bare["requests"] / bare["wall"],
+        "octovid_polls": octo["polls"],
+        "octovid_cpu_per_request_us": octo_us,
+        "octovid_rate": octo["polls"] / octo["wall"],
+        "ratio": octo_us / bare_us,
+    }
+
+
+# -- targets and output --------------------------------------------------------------------
+
+
+def targets(results: dict[str, Any]) -> list[list[str]]:
+    """Issue 8's targets against the figures of this run: (target, where, measured, met)."""
+    rows: list[list[str]] = []
+    s = results["scenarios"]
+
+    def octo(key: str) -> dict[str, Any] | None:
+        return s.get(key, {}).get("octovid")
+
+    def add(target: str, where: str, measured: str, met: bool | None) -> None:
+        rows.append([target, where, measured, "-" if met is None else ("yes" if met else "no")])
+
+    for key in ("sora-200", "sora-2000", "grok-200", "grok-100"):
+        if (o := octo(key)) is not None:
+            add("<= 2.5 requests per job, p95 <= 30 s", key,
+                f"{o['requests_per_job']:.2f} req/job, p95 {fmt(o['detection_p95'], '1f')} s",
+                o["requests_per_job"] <= 2.5 and o["detection_p95"] <= 30)
+    for key in ("veo-200-warm", "veo-100-warm"):
+        if (o := octo(key)) is not None:
+            add("warmed Veo: <= 4 requests per job, p95 <= 30 s", key,
+                f"{o['requests_per_job']:.2f} req/job, p95 {fmt(o['detection_p95'], '1f')} s",
+                o["requests_per_job"] <= 4 and o["detection_p95"] <= 30)
+    if (o := octo("tight")) is not None:
+        add("0 lost, throughput >= 90%, p95 <= 60 s", "tight",
+            f"{o['lost']} lost, {fmt(o.get('throughput'), 'pct')}, "
+            f"p95 {fmt(o['detection_p95'], '1f')} s",
+            o["lost"] == 0 and o.get("throughput", 0) >= 0.9 and o["detection_p95"] <= 60)
+    for key, clients in s.items():
+        o = clients.get("octovid")
+        for other in ("naive", "openai"):
+            if o is None or other not in clients:
+                continue
+            t = clients[other]
+            fewer = t["requests_per_job"] / o["requests_per_job"]
+            add(f">= 5x fewer requests than {other}, p95 no worse", key,
+                f"{fewer:.1f}x fewer, p95 {fmt(o['detection_p95'], '1f')} s vs "
+                f"{fmt(t['detection_p95'], '1f')} s",
+                fewer >= 5 and not o["detection_p95"] > t["detection_p95"])
+    if (c := results.get("cpu")) is not None:
+        add("CPU per request <= 1.3x bare aiohttp", "cpu",
+            f"{c['octovid_cpu_per_request_us']:.0f} us vs {c['bare_cpu_per_request_us']:.0f} us"
+            f" = {c['ratio']:.2f}x", c["ratio"] <= 1.3)
+    if (w := results.get("watch")) is not None:
+        add("100,000 watched: <= 3 KB each, no stall > 100 ms", f"watch {w['tasks']:,}",
+            f"{w['kb_per_task_registered']:.2f} KB registered, "
+            f"{w['kb_per_task_all_polled']:.2f} KB once polled, stall {w['max_stall_ms']:.0f} ms",
+            w["kb_per_task_all_polled"] <= 3 and w["max_stall_ms"] <= 100)
+    return rows
+
+
+def markdown(results: dict[str, Any], plan: list[Scenario]) -> str:
+    """Every table of the run, as markdown."""
+    parts = [f"Run of {results['date']}, {results['machine']}, octovid "
+             f"{results['octovid']}, openai {results['openai']}; {results['command']}."]
+    for scenario in plan:
+        if scenario.key not in results["scenarios"]:
+            continue
+        clients = results["scenarios"][scenario.key]
+        parts.append(f"### {scenario.key}: {scenario.title}")
+        parts.append(f"Simulator: {next(iter(clients.values()))['simulator']}.")
+        parts.append(scenario_table(clients))
+    if (w := results.get("watch")) is not None:
+        parts.append(f"### watch: {w['tasks']:,} tasks watched in one process")
+        parts.append(simple_table(["figure", "value"], [
+            ["memory per watched task, registered (KB)", f"{w['kb_per_task_registered']:.2f}"],
+            ["memory per task at the end (KB)", f"{w['kb_per_task_end']:.2f}"],
+            ["tasks polled at least once", f"{w['tasks_polled']:,}"],
+            ["memory per polled task's snapshot (KB)", f"{w['kb_per_polled_snapshot']:.2f}"],
+            ["memory per task once all are polled (KB, the two above)",
+             f"{w['kb_per_task_all_polled']:.2f}"],
+            [f"polls in {w['seconds']:g} s at {w['rate']:g}/s", f"{w['polls']:,}"],
+            ["CPU per poll (us)", f"{w['cpu_per_poll_us']:.0f}"],
+            ["longest loop stall while watched (ms)", f"{w['max_stall_ms']:.1f}"],
+            ["longest GC pause while watched (ms)", f"{w['gc_longest_ms']:.1f}"],
+            [f"time in GC in those {w['seconds']:g} s (s)", f"{w['gc_total_s']:.2f}"],
+            ["time of the watch() calls (s)", f"{w['watch_calls_s']:.2f}"],
+            ["longest stall during the watch() calls (ms)",
+             f"{w['stall_while_registering_ms']:.1f}"],
+        ]))
+    if (c := results.get("cpu")) is not None:
+        parts.append("### cpu: CPU per request, octovid's watcher flat out against bare aiohttp")
+        parts.append(simple_table(["client", "requests", "requests/s", "CPU per request (us)"], [
+            ["bare aiohttp GET + json, 16 workers", f"{c['bare_requests']:,}",
+             f"{c['bare_rate']:,.0f}", f"{c['bare_cpu_per_request_us']:.0f}"],
+            ["octovid watcher, max_concurrency 16", f"{c['octovid_polls']:,}",
+             f"{c['octovid_rate']:,.0f}", f"{c['octovid_cpu_per_request_us']:.0f}"],
+            ["ratio", "", "", f"{c['ratio']:.2f}x"],
+        ]))
+    parts.append("### Issue 8's targets")
+    parts.append(simple_table(["target", "scenario", "measured", "met"], targets(results)))
+    return "\n\n".join(parts) + "\n"
+
+
+def _clean(value: Any) -> Any:
+    """NaN and infinity as null, for strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _openai_version() -> str | None:
+    try:
+        import openai
+    except ImportError:
+        return None
+    return str(openai.__version__)
+
+
+def plan_of(mode: str, only: list[str] | None) -> list[Scenario]:
+    """The scenarios to run, without the openai client's runs if it is not installed."""
+    plan = [s for s in scenarios(mode) if not only or s.key in only]
+    if _openai_version() is None:
+        print("openai is not installed (pip install -e '.[bench]'): its runs are skipped")
+        plan = [dataclasses.replace(s, runs=tuple(r for r in s.runs if r.client != "openai"))
+                for s in plan]
+    return plan
+
+
+async def measure(mode: str, plan: list[Scenario], only: list[str] | None) -> dict[str, Any]:
+    """Run the plan, then the watch and cpu sections (unless ``only`` leaves them out)."""
+    import octovid
+
+    command = "python benchmarks/jobs.py" + ("" if mode == "full" else f" --{mode}")
+    results: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.python_implementation()} {platform.python_version()}, "
+                   f"{platform.machine()}, {_cores()} cores",
+        "octovid": octovid.__version__,
+        "openai": _openai_version(),
+        "command": command,
+        "scenarios": {},
+    }
+    started = time.perf_counter()
+    for scenario in plan:
+        print(f"{scenario.key}: {scenario.title}", flush=True)
+        results["scenarios"][scenario.key] = await run_scenario(scenario)
+    if not only or "watch" in only:
+        count, seconds = {"smoke": (2000, 2.0), "quick": (20_000, 10.0)}.get(
+            mode, (100_000, 60.0))
+        print(f"watch: {count:,} tasks for {seconds:g} s", flush=True)
+        results["watch"] = await run_watch(count, seconds, rate=1000.0)
+    if not only or "cpu" in only:
+        print("cpu: octovid flat out against bare aiohttp", flush=True)
+        tasks, requests, seconds = {"smoke": (200, 1000, 1.0), "quick": (2000, 5000, 5.0)}.get(
+            mode, (2000, 20_000, 15.0))
+        results["cpu"] = await run_cpu(tasks, requests, seconds)
+    results["wall_s"] = time.perf_counter() - started
+    return results
+
+
+def write(results: dict[str, Any], plan: list[Scenario], out: Path, name: str) -> str:
+    """Save the figures as JSON and the tables as markdown in ``out``; the markdown."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(_clean(results), indent=1) + "\n")
+    text = markdown(results, plan)
+    (out / f"{name}.md").write_text(text)
+    return text
+
+
+def _cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0))
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer jobs, faster clocks")
+    parser.add_argument("--smoke", action="store_true", help="a tiny run, for the test suite")
+    parser.add_argument("--out", default=str(RESULTS), help="where results are written")
+    parser.add_argument("--only", nargs="+", metavar="NAME",
+                        help="run only these scenarios (and 'watch', 'cpu')")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    plan = plan_of(mode, args.only)
+    results = asyncio.run(measure(mode, plan, args.only))
+    print(write(results, plan, Path(args.out), "jobs" if mode == "full" else f"jobs-{mode}"))
+
+
+if __name__ == "__main__":
+    main()
