@@ -1,14 +1,18 @@
-"""Shared test helpers: an event loop on virtual time."""
+"""Shared test helpers: an event loop on virtual time, simulators, an HTTP session."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
+import aiohttp
 import pytest
 
+from octovid.testing import Simulator
+
 T = TypeVar("T")
+Launch = Callable[..., Awaitable[Simulator]]
 
 
 class VirtualLoop(asyncio.SelectorEventLoop):
@@ -50,3 +54,26 @@ def run_virtual(main: Callable[[], Coroutine[Any, Any, T]], lateness: float = 0.
 def virtual() -> Callable[..., Any]:
     """Run a coroutine function on virtual time: ``virtual(main, lateness=0.0)``."""
     return run_virtual
+
+
+@pytest.fixture
+async def launch() -> AsyncIterator[Launch]:
+    """Start simulators with the given options; close them after the test."""
+    started: list[Simulator] = []
+
+    async def launch(**options: Any) -> Simulator:
+        simulator = Simulator(**options)
+        await simulator.start()
+        started.append(simulator)
+        return simulator
+
+    yield launch
+    for simulator in started:
+        await simulator.close()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """A raw aiohttp session, for tests that speak to the simulator without octovid."""
+    async with aiohttp.ClientSession() as session:
+        yield session

@@ -10,7 +10,7 @@ import asyncio
 import collections
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -47,28 +47,6 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
-
-
-@pytest.fixture
-async def launch() -> AsyncIterator[Launch]:
-    """Start simulators with the given options; close them after the test."""
-    started: list[Simulator] = []
-
-    async def launch(**options: Any) -> Simulator:
-        simulator = Simulator(**options)
-        await simulator.start()
-        started.append(simulator)
-        return simulator
-
-    yield launch
-    for simulator in started:
-        await simulator.close()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def fetch(

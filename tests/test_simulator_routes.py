@@ -14,7 +14,7 @@ import importlib.resources
 import json
 import random
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -69,31 +69,9 @@ class FakeClock:
 
 
 @pytest.fixture
-async def launch() -> AsyncIterator[Launch]:
-    """Start simulators with the given options; close them after the test."""
-    started: list[Simulator] = []
-
-    async def launch(**options: Any) -> Simulator:
-        simulator = Simulator(**options)
-        await simulator.start()
-        started.append(simulator)
-        return simulator
-
-    yield launch
-    for simulator in started:
-        await simulator.close()
-
-
-@pytest.fixture
 async def sim(launch: Launch) -> Simulator:
     """A simulator whose tasks take 10 s: a test finishes them with sim.finish."""
     return await launch(duration=(10.0, 10.0), seed=1)
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def fetch(

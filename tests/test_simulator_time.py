@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -30,28 +30,6 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
-
-
-@pytest.fixture
-async def launch() -> AsyncIterator[Launch]:
-    """Start simulators with the given options; close them after the test."""
-    started: list[Simulator] = []
-
-    async def launch(**options: Any) -> Simulator:
-        simulator = Simulator(**options)
-        await simulator.start()
-        started.append(simulator)
-        return simulator
-
-    yield launch
-    for simulator in started:
-        await simulator.close()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -35,28 +35,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-async def launch() -> AsyncIterator[Launch]:
-    """Start simulators with the given options; close them after the test."""
-    started: list[Simulator] = []
-
-    async def launch(**options: Any) -> Simulator:
-        simulator = Simulator(**options)
-        await simulator.start()
-        started.append(simulator)
-        return simulator
-
-    yield launch
-    for simulator in started:
-        await simulator.close()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def fetch(
