@@ -115,7 +115,7 @@ def test_every_bad_line_of_a_file_is_reported_at_once(tmp_path, capsys):
 
 def test_unknown_models_are_sent_as_given_only_when_allowed(tmp_path, capsys, sim):
     """--allow-unknown-models sends a model of no family as is (a VideoRequest)."""
-    batch = lines(tmp_path / "p.jsonl", '{"model": "kling-v2", "prompt": "x", "mode": "pro"}')
+    batch = lines(tmp_path / "p.jsonl", '{"model": "hailuo-02", "prompt": "x", "mode": "pro"}')
     refused, _, _ = run(capsys, "batch", str(batch), "--out", str(tmp_path / "o"), *to(sim))
     status, out, _ = run(capsys, "batch", str(batch), "--out", str(tmp_path / "o"), *to(sim),
                          "--allow-unknown-models")
