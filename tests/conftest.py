@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 import aiohttp
 import pytest
+import servers
 
 from octovid.testing import Simulator
 
@@ -77,3 +79,30 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
     """A raw aiohttp session, for tests that speak to the simulator without octovid."""
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+def _server_url(
+    env: str, factory: type[servers.RedisServer] | type[servers.PostgresServer],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[str]:
+    if url := os.environ.get(env):
+        yield url
+        return
+    server = factory(tmp_path_factory.mktemp(factory.__name__))
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Redis server's URL: ``OCTOVID_TEST_REDIS_URL``, or one started for the session."""
+    yield from _server_url(servers.REDIS_ENV, servers.RedisServer, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real PostgreSQL server's URL: ``OCTOVID_TEST_POSTGRES_URL``, or one started here."""
+    yield from _server_url(servers.POSTGRES_ENV, servers.PostgresServer, tmp_path_factory)
