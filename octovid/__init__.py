@@ -33,6 +33,7 @@ from ._errors import (
     TransportError,
     WaitTimeoutError,
 )
+from ._events import Answered, Event, JobFinished, Paused, RateLimited, RequestSent
 from ._jobs import Job, as_completed, gather
 from ._journal import Journal, JournalEntry
 from ._limiter import RateLimit
@@ -65,29 +66,35 @@ except _NotInstalled:  # running from a source tree that is not installed
 
 __all__ = [
     "APIError",
+    "Answered",
     "AuthenticationError",
     "BadRequestError",
     "Client",
     "ConfigError",
     "CreateUncertainError",
     "DownloadError",
+    "Event",
     "GrokRequest",
     "InsufficientQuotaError",
     "JimengRequest",
     "Job",
+    "JobFinished",
     "Journal",
     "JournalEntry",
     "JournalError",
     "KlingRequest",
     "LocalImage",
     "OctovidError",
+    "Paused",
     "PermissionDeniedError",
     "PollPolicy",
     "ProtocolError",
     "RateLimit",
     "RateLimitError",
+    "RateLimited",
     "RemixRequest",
     "Request",
+    "RequestSent",
     "RequestValidationError",
     "RetryPolicy",
     "Route",

@@ -23,6 +23,7 @@ from ._errors import (
     ProtocolError,
     ServerError,
 )
+from ._events import EventHook, Events, ObservedTransport
 from ._gateway import Counters, Gateway
 from ._jobs import Job
 from ._journal import JobState, Journal, JournalEntry
@@ -124,14 +125,18 @@ class Client:
         journal: A path or a Journal: idempotency keys, task ids and results survive crashes.
         session: An ``aiohttp.ClientSession`` to use; it is not closed by the client. (aiohttp
             resends a GET whose reused connection dropped, which octovid then counts once.)
+        on_event: Called with each :class:`~octovid.Event` (a request sent, its answer, a
+            429 and a pause, a job's end) on the client's loop; see ``octovid.Event``. It
+            must be quick; what it raises is logged and ignored. None (the default) costs
+            nothing.
 
     Use it as ``async with Client() as client:``, or call ``await client.aclose()``.
     """
 
     __slots__ = (
         "_api_key", "_background", "_base_url", "_closed", "_counters", "_creator",
-        "_downloader", "_gateway", "_journal", "_limiter", "_max_concurrency", "_owns_journal",
-        "_poll", "_retry", "_session", "_timeout", "_transport", "_watcher",
+        "_downloader", "_events", "_gateway", "_journal", "_limiter", "_max_concurrency",
+        "_owns_journal", "_poll", "_retry", "_session", "_timeout", "_transport", "_watcher",
     )
 
     def __init__(
@@ -146,6 +151,7 @@ class Client:
         timeout: float = 60.0,
         journal: str | os.PathLike[str] | Journal | None = None,
         session: aiohttp.ClientSession | None = None,
+        on_event: EventHook | None = None,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("OCTOVID_API_KEY")
         self._api_key = key.strip() if key else None
@@ -158,6 +164,8 @@ class Client:
             raise TypeError(f"retry must be an octovid.RetryPolicy, not {retry!r}")
         self._timeout = _seconds("timeout", timeout)
         self._limiter = Limiter(_rate_limit(rate_limit), max_concurrency)
+        limiter = self._limiter
+        self._events = None if on_event is None else Events(on_event, lambda: limiter.paused_for)
         self._poll = poll
         self._retry = retry
         self._session = session
@@ -317,6 +325,9 @@ class Client:
             raise ConfigError("idempotency keys need a journal: Client(journal='path.db')")
         seconds = self._deadline(deadline)
         jobs = self._watcher.hold(batch, deadline=seconds, keys=keys)
+        if self._events is not None:
+            for job in jobs:
+                job.add_done_callback(self._events.job_done)
         if keys is None:
             self._watcher.release(jobs)
         elif jobs:
@@ -385,8 +396,11 @@ class Client:
         """
         self._check_open()
         self._get_transport()
-        return self._watcher.watch(_task_id(task_id), deadline=self._deadline(deadline),
-                                   route=_route(route))
+        job = self._watcher.watch(_task_id(task_id), deadline=self._deadline(deadline),
+                                  route=_route(route))
+        if self._events is not None:
+            job.add_done_callback(self._events.job_done)
+        return job
 
     async def generate(self, request: Request, *, deadline: float | None = None) -> Task:
         """Create a task and wait for it: returns the COMPLETED task.
@@ -469,9 +483,15 @@ class Client:
                 )
             if not self._api_key.isprintable() or " " in self._api_key:
                 raise ConfigError("the API key holds spaces or control characters")
-            self._transport = Transport(
-                self._base_url, self._api_key, timeout=self._timeout, session=self._session
-            )
+            if self._events is None:
+                self._transport = Transport(
+                    self._base_url, self._api_key, timeout=self._timeout, session=self._session
+                )
+            else:
+                self._transport = ObservedTransport(
+                    self._base_url, self._api_key, timeout=self._timeout, session=self._session,
+                    events=self._events,
+                )
         return self._transport
 
 
