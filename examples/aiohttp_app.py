@@ -64,23 +64,33 @@ async def get_video(request: web.Request) -> web.Response:
 
 
 async def wait_video(request: web.Request) -> web.Response:
-    """GET /videos/{id}/wait?timeout=S: wait for the task to end, at most S seconds."""
+    """GET /videos/{id}/wait?timeout=S: wait for the task to end, at most S seconds.
+
+    The task is asked for once first: one that has ended is answered at once (a watch would
+    share the polls of this app's other watchers of it, which may be due later).
+    """
     try:
         timeout = min(MAX_WAIT, float(request.query.get("timeout", "30")))
     except ValueError:
         return web.json_response({"error": "timeout must be a number of seconds"}, status=400)
     if not timeout > 0:
         return web.json_response({"error": "timeout must be positive"}, status=400)
-    job = request.app[CLIENT].watch(request.match_info["id"], deadline=timeout)
+    client = request.app[CLIENT]
+    try:
+        latest = await client.get(request.match_info["id"])
+    except octovid.TaskNotFoundError:
+        return web.json_response({"error": "no such task"}, status=404)
+    except octovid.OctovidError as exc:
+        return web.json_response({"error": str(exc)}, status=502)
+    if latest.terminal:
+        return web.json_response(describe(latest))
+    job = client.watch(latest.id, deadline=timeout)
     try:
         task = await job
     except octovid.TaskFailedError as exc:
         return web.json_response(describe(exc.task))
     except octovid.WaitTimeoutError as exc:
-        last = {"id": exc.task_id, "status": "unknown"} if exc.task is None else (
-            describe(exc.task)
-        )
-        return web.json_response(last, status=202)
+        return web.json_response(describe(exc.task or latest), status=202)
     except octovid.TaskNotFoundError:
         return web.json_response({"error": "no such task"}, status=404)
     except octovid.OctovidError as exc:
