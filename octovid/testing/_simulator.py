@@ -315,10 +315,12 @@ class Simulator:
         result_url: where completed tasks' result URLs point (see :data:`ResultUrl`): one
             choice for every family, or a mapping from families to choices ("cdn" for the
             families it leaves out).
-        sporadic_429, sporadic_429_creates_only, sporadic_retry_after,
-        sporadic_retry_after_value, storms, error_rate, drop_before_rate, drop_after_rate,
-        slow_rate, slow_delay, not_found_for, stuck_rate, reason_in_url: the random
-            conditions, all off by default: see :class:`~octovid.testing.Conditions`.
+
+    The random conditions ``sporadic_429``, ``sporadic_429_creates_only``,
+    ``sporadic_retry_after``, ``sporadic_retry_after_value``, ``storms``, ``error_rate``,
+    ``drop_before_rate``, ``drop_after_rate``, ``slow_rate``, ``slow_delay``, ``not_found_for``,
+    ``stuck_rate`` and ``reason_in_url`` are all off by default: see
+    :class:`~octovid.testing.Conditions`.
 
     Routes and their request names (``RequestRecord.route``, ``inject(route=...)``): "create"
     and "query" (unified; Veo, Sora, Grok, Vidu, Jimeng), "remix" (``POST /v1/video/remix``, a
