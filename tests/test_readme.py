@@ -14,7 +14,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import attrs
@@ -74,6 +74,22 @@ def test_no_sample_overrides_the_key_from_the_environment():
     assert not [b.name for b in PYTHON if re.search(r"api_key=['\"]", b.code)]
 
 
+def environment(
+    simulator: Simulator, text: str, server: Callable[[str], str]
+) -> dict[str, str]:
+    """A user's environment after the simulator's export line, plus the servers ``text`` reads.
+
+    ``server(fixture_name)`` gives a real server's URL (a fixture, started only when needed).
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OCTOVID_")}
+    env.update(OCTOVID_BASE_URL=simulator.url, OCTOVID_API_KEY=simulator.api_key,
+               NO_COLOR="1", PYTHONDONTWRITEBYTECODE="1")
+    for variable, fixture in SERVERS.items():
+        if variable in text:
+            env[variable] = server(fixture)
+    return env
+
+
 @pytest.fixture(scope="module")
 def simulator() -> Iterator[Simulator]:
     """The gateway the samples talk to, as ``octovid simulate`` would serve it."""
@@ -86,13 +102,7 @@ def runs(
     simulator: Simulator, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> Iterator[dict[str, subprocess.Popen[str]]]:
     """Every sample, started at once, each in a folder of its own."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OCTOVID_")}
-    env.update(OCTOVID_BASE_URL=simulator.url, OCTOVID_API_KEY=simulator.api_key,
-               NO_COLOR="1", PYTHONDONTWRITEBYTECODE="1")
-    text = README.read_text(encoding="utf-8")
-    for variable, fixture in SERVERS.items():
-        if variable in text:  # a real server, started only when a sample reads its URL
-            env[variable] = request.getfixturevalue(fixture)
+    env = environment(simulator, README.read_text(encoding="utf-8"), request.getfixturevalue)
     pyproject = next(b.code for b in ALL if b.mark == "pyproject")
     started: dict[str, subprocess.Popen[str]] = {}
     for block in PYTHON:
@@ -129,3 +139,19 @@ def test_the_sample_runs_as_written(block: Block, runs: dict[str, subprocess.Pop
     else:
         assert out.strip(), f"{block.name} printed nothing"
         assert "Traceback" not in err, err
+
+
+def test_samples_that_read_a_server_url_get_a_real_servers(simulator, request):
+    """A README that reads OCTOVID_REDIS_URL gets the redis_url fixture's server in the env."""
+    asked: list[str] = []
+
+    def server(fixture: str) -> str:
+        asked.append(fixture)
+        return request.getfixturevalue(fixture)
+
+    plain = environment(simulator, "no servers here", server)
+    assert asked == [] and "OCTOVID_REDIS_URL" not in plain
+    env = environment(simulator, 'url = os.environ["OCTOVID_REDIS_URL"]', server)
+    assert asked == ["redis_url"]
+    assert env["OCTOVID_REDIS_URL"].startswith("redis://")
+    assert env["OCTOVID_BASE_URL"] == simulator.url
