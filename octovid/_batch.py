@@ -53,7 +53,7 @@ from ._errors import (
 )
 from ._jobs import Job
 from ._journal import JobState, Journal, JournalEntry, payload_hash
-from ._requests import Request, request_from_dict
+from ._requests import Request, journal_payload, request_from_dict
 from ._task import Status, Task
 
 if sys.platform != "win32":
@@ -176,7 +176,7 @@ def describe_invalid(exc: RequestValidationError) -> str:
 
 def _content_key(request: Request) -> str:
     # The format of earlier versions: journals they wrote keep their keys.
-    text = json.dumps(request.to_payload(), sort_keys=True)
+    text = json.dumps(journal_payload(request), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -338,7 +338,7 @@ def make_plan(
         if entry is None:
             states.append(State.CREATE)
             continue
-        if entry.payload_hash != payload_hash(line.request.to_payload()):
+        if entry.payload_hash != payload_hash(journal_payload(line.request)):
             prompt = str(entry.payload.get("prompt", ""))
             prompt = prompt if len(prompt) <= 40 else prompt[:39] + "…"
             problems.append(
@@ -384,7 +384,7 @@ def created_elsewhere(plan: Plan, journals: Sequence[Journal]) -> dict[str, int]
     found: Counter[str] = Counter()
     for line in (line for line, state in zip(plan.batch.lines, plan.states, strict=True)
                  if state is State.CREATE):
-        digest = payload_hash(line.request.to_payload())
+        digest = payload_hash(journal_payload(line.request))
         for journal in journals:
             entry = journal.get(line.key)
             if (entry is not None and entry.payload_hash == digest
