@@ -165,13 +165,40 @@ class BatchFile:
 def describe_invalid(exc: RequestValidationError) -> str:
     """A validation error in the words of a JSON file (``true``, ``null``, not Python's)."""
     try:
-        value = json.dumps(exc.value, ensure_ascii=False)
+        shown = str(exc.value) if isinstance(exc.value, Path) else exc.value  # a local image
+        value = json.dumps(shown, ensure_ascii=False)
     except (TypeError, ValueError):
         value = repr(exc.value)
     if len(value) > 60:
         value = value[:59] + "…"
     allowed = exc.allowed.replace("True, False or None", "true or false")
     return f"{exc.field}={value} is not allowed: {allowed}"
+
+
+_IMAGE_FIELDS = ("images", "reference_images", "input_reference")
+
+
+def local_images(data: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """Make the image strings of a request's object that are not URLs local files' paths.
+
+    A value with a scheme (``https://``, ``asset://``) or a ``data:`` URI is sent as given;
+    any other string names a file, relative to ``folder`` (a batch file's own folder), read
+    and checked like a ``pathlib.Path`` given to the request.
+    """
+    for name in _IMAGE_FIELDS:
+        value = data.get(name)
+        if isinstance(value, str):
+            data[name] = _local_image(value, folder)
+        elif isinstance(value, list):
+            data[name] = [_local_image(item, folder) if isinstance(item, str) else item
+                          for item in value]
+    return data
+
+
+def _local_image(value: str, folder: Path) -> str | Path:
+    if "://" in value or value.startswith("data:"):
+        return value
+    return folder / Path(value).expanduser()
 
 
 def _content_key(request: Request) -> str:
@@ -237,7 +264,7 @@ def read_batch(
         request: Request | None = None
         if not found:
             try:
-                request = request_from_dict(data)
+                request = request_from_dict(local_images(data, path.parent))
             except RequestValidationError as exc:
                 found.append(describe_invalid(exc))
         if found or request is None:
