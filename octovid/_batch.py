@@ -53,7 +53,7 @@ from ._errors import (
 )
 from ._jobs import Job
 from ._journal import JobState, Journal, JournalEntry, payload_hash
-from ._requests import Request, request_from_dict
+from ._requests import Request, journal_payload, request_from_dict
 from ._task import Status, Task
 
 if sys.platform != "win32":
@@ -165,7 +165,8 @@ class BatchFile:
 def describe_invalid(exc: RequestValidationError) -> str:
     """A validation error in the words of a JSON file (``true``, ``null``, not Python's)."""
     try:
-        value = json.dumps(exc.value, ensure_ascii=False)
+        shown = str(exc.value) if isinstance(exc.value, Path) else exc.value  # a local image
+        value = json.dumps(shown, ensure_ascii=False)
     except (TypeError, ValueError):
         value = repr(exc.value)
     if len(value) > 60:
@@ -174,9 +175,35 @@ def describe_invalid(exc: RequestValidationError) -> str:
     return f"{exc.field}={value} is not allowed: {allowed}"
 
 
+_IMAGE_FIELDS = ("images", "reference_images", "input_reference")
+
+
+def local_images(data: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """Make the image strings of a request's object that are not URLs local files' paths.
+
+    A value with a scheme (``https://``, ``asset://``) or a ``data:`` URI is sent as given;
+    any other string names a file, relative to ``folder`` (a batch file's own folder), read
+    and checked like a ``pathlib.Path`` given to the request.
+    """
+    for name in _IMAGE_FIELDS:
+        value = data.get(name)
+        if isinstance(value, str):
+            data[name] = _local_image(value, folder)
+        elif isinstance(value, list):
+            data[name] = [_local_image(item, folder) if isinstance(item, str) else item
+                          for item in value]
+    return data
+
+
+def _local_image(value: str, folder: Path) -> str | Path:
+    if "://" in value or value.startswith("data:"):
+        return value
+    return folder / Path(value).expanduser()
+
+
 def _content_key(request: Request) -> str:
     # The format of earlier versions: journals they wrote keep their keys.
-    text = json.dumps(request.to_payload(), sort_keys=True)
+    text = json.dumps(journal_payload(request), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -237,7 +264,7 @@ def read_batch(
         request: Request | None = None
         if not found:
             try:
-                request = request_from_dict(data)
+                request = request_from_dict(local_images(data, path.parent))
             except RequestValidationError as exc:
                 found.append(describe_invalid(exc))
         if found or request is None:
@@ -338,7 +365,7 @@ def make_plan(
         if entry is None:
             states.append(State.CREATE)
             continue
-        if entry.payload_hash != payload_hash(line.request.to_payload()):
+        if entry.payload_hash != payload_hash(journal_payload(line.request)):
             prompt = str(entry.payload.get("prompt", ""))
             prompt = prompt if len(prompt) <= 40 else prompt[:39] + "…"
             problems.append(
@@ -384,7 +411,7 @@ def created_elsewhere(plan: Plan, journals: Sequence[Journal]) -> dict[str, int]
     found: Counter[str] = Counter()
     for line in (line for line, state in zip(plan.batch.lines, plan.states, strict=True)
                  if state is State.CREATE):
-        digest = payload_hash(line.request.to_payload())
+        digest = payload_hash(journal_payload(line.request))
         for journal in journals:
             entry = journal.get(line.key)
             if (entry is not None and entry.payload_hash == digest

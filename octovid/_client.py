@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import math
@@ -661,7 +662,8 @@ class _Creator:
                     journal.refused(key, exc)
             raise
         if journal is not None and key is not None:
-            journal.created(key, task)
+            with contextlib.suppress(JournalError):  # kept in memory, written again, logged
+                await journal.created(key, task)
         log.debug("octovid: created task %s (%s)", task.id, payload.get("model"))
         created(task)
         return task

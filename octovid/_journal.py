@@ -37,16 +37,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
 from ._errors import JournalError
+from ._requests import Request, journal_payload
 from ._routes import Route
 from ._task import Status, Task
-
-if TYPE_CHECKING:
-    from ._requests import Request
 
 __all__ = ["JobState", "Journal", "JournalEntry", "payload_hash"]
 
@@ -230,6 +228,11 @@ class _Writer:
                         self.path, key)
 
 
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # logged where it was kept; nobody need wait for it
+
+
 def _resolve(future: asyncio.Future[Any] | None, result: Any) -> None:
     if future is None:
         if isinstance(result, JournalError):
@@ -352,7 +355,7 @@ class Journal:
             rows = []
             payloads = []
             for key, request in items:
-                payload = request.to_payload()
+                payload = journal_payload(request)
                 payloads.append(payload)
                 text = _canonical(payload)
                 rows.append((key, text, hashlib.sha256(text.encode()).hexdigest(), now, now))
@@ -402,10 +405,14 @@ class Journal:
         assert future is not None
         await future
 
-    def created(self, key: str, task: Task) -> None:
+    def created(self, key: str, task: Task) -> asyncio.Future[None]:
         """Record the task id the gateway returned for ``key``, as soon as possible.
 
-        If the write fails, the id is kept in memory and written again (and logged).
+        Returns:
+            A future done once the id is committed: a client reports a task created only then,
+            so that a process killed right after still leaves the id in the journal. If the
+            write fails, the future holds the JournalError, and the id is kept in memory and
+            written again (and logged).
         """
         write = self._setter(key, state=JobState.CREATED, task_id=task.id, route=task.route.value,
                              **_snapshot(task))
@@ -419,7 +426,10 @@ class Journal:
                 self._writer.keep(key, write)
                 raise
 
-        self._writer.submit(keep_or_write, wait=False, what=f"task {task.id} of {key!r}")
+        future = self._writer.submit(keep_or_write, wait=True, what=f"task {task.id} of {key!r}")
+        assert future is not None
+        future.add_done_callback(_retrieved)
+        return future
 
     def unsent(self, key: str) -> None:
         """Record that the create of ``key`` was not sent after all (its caller left first)."""

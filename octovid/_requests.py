@@ -29,6 +29,7 @@ route, as before.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -410,6 +411,27 @@ class Request:
     def _example_model(cls) -> str:
         default = _fields(cls)["model"].default
         return str(default)
+
+
+def journal_payload(request: Request) -> dict[str, Any]:
+    """The request as a journal keeps and compares it: its body, with each local image (a data
+    URI or a file part) replaced by its type and sha256, and its route when not the unified one.
+
+    Equal requests give equal forms and different images different ones, and a journal need not
+    store an image of 20 MB per line. A unified request without local images is its body
+    exactly, as journals written before local images and routes compare it.
+    """
+    form = request._body(_fingerprint)
+    files = request.files()
+    if files:
+        form["files"] = {part.field: _fingerprint(part) for part in files}
+    if request.route is not Route.UNIFIED:
+        form["route"] = request.route.value
+    return form
+
+
+def _fingerprint(image: LocalImage | Upload) -> str:
+    return f"{image.content_type};sha256," + hashlib.sha256(image.content).hexdigest()
 
 
 def _present(values: Mapping[str, Any]) -> dict[str, Any]:

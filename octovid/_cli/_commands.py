@@ -31,6 +31,7 @@ from octovid._batch import (
     created_elsewhere,
     default_journal,
     describe_invalid,
+    local_images,
     make_plan,
     read_batch,
     register_journal,
@@ -226,7 +227,7 @@ def request_from_args(args: argparse.Namespace) -> octovid.Request:
     if problems:
         raise UsageError("; ".join(problems))
     try:
-        return octovid.request_from_dict(data)
+        return octovid.request_from_dict(local_images(data, Path.cwd()))
     except octovid.RequestValidationError as exc:
         raise UsageError(describe_invalid(exc)) from None
 

@@ -108,8 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     create.add_argument("model", help="e.g. sora-2, veo3.1-fast, grok-video-3, viduq2-pro")
     create.add_argument("prompt")
-    create.add_argument("--image", action="append", metavar="URL",
-                        help="a reference image (repeat for more)")
+    create.add_argument("--image", action="append", metavar="URL|FILE",
+                        help="a reference image: a URL, or a local PNG, JPEG or WebP file "
+                        "(repeat for more)")
     create.add_argument("--set", action="append", metavar="FIELD=VALUE",
                         help="a request field, e.g. --set duration=15 (values are JSON if "
                         "they parse, else text)")
