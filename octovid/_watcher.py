@@ -69,8 +69,14 @@ class Polling(Protocol):
     async def acquire(self, lane: Lane) -> Slot:
         """Wait for the limiter's leave to send one request."""
 
-    async def query(self, slot: Slot, task_id: str, route: Route) -> tuple[Task, float | None]:
-        """Query a task on ``slot`` and its route; the snapshot and the poll-after hint."""
+    async def query(
+        self, slot: Slot, task_id: str, route: Route, previous: Task | None
+    ) -> tuple[Task, float | None]:
+        """Query a task on ``slot`` and its route; the snapshot and the poll-after hint.
+
+        An answer that says what ``previous`` (the last snapshot) said may come back as
+        ``previous`` itself.
+        """
 
     def creates_waiting(self) -> bool:
         """Whether creates are waiting for the limiter (the budget is contended)."""
@@ -528,7 +534,7 @@ class Watcher:
 
     async def _poll(self, entry: _Entry, slot: Slot) -> None:
         try:
-            task, hint = await self._gateway.query(slot, entry.task_id, entry.route)
+            task, hint = await self._gateway.query(slot, entry.task_id, entry.route, entry.task)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

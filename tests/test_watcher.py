@@ -80,7 +80,9 @@ class Gateway:
             job._update(task)
             return task
 
-    async def query(self, slot: Slot, task_id: str, route: Route) -> tuple[Task, float | None]:
+    async def query(
+        self, slot: Slot, task_id: str, route: Route, previous: Task | None = None
+    ) -> tuple[Task, float | None]:
         self.routes.append(route)
         return await self._query(slot, task_id), None
 
