@@ -425,6 +425,8 @@ class Watcher:
             now = self._loop.time()
             started = created_at if created_at is not None else _started(task, now)
             entry = self._entries[task_id] = _Entry(task_id, task, started, route)
+            if job.request is not None:  # the model asked for: what durations are learned by
+                entry.model = job.request.model or entry.model
             if task is None:  # a task we know nothing of: ask at once
                 delay = 0.0
             else:
