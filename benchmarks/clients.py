@@ -358,7 +358,9 @@ async def run_watch(spec: dict[str, Any], measured: Measured) -> list[list[Any]]
         polls_before = client.stats.polls
         loop = asyncio.get_running_loop()
         await measured.run(asyncio.sleep(spec["seconds"] * getattr(loop, "scale", 1.0)))
-        gc.collect()
+        started = time.perf_counter()
+        gc.collect()  # a full collection with every task watched: the longest GC pause can be
+        measured.figures["full_gc"] = time.perf_counter() - started
         measured.figures["rss_end"] = rss()
         measured.figures["polls"] = client.stats.polls - polls_before
         measured.figures["watching"] = client.stats.watching

@@ -8,6 +8,7 @@ import functools
 import logging
 import math
 import os
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -47,6 +48,7 @@ log = logging.getLogger("octovid")
 DEFAULT_BASE_URL = "https://octopusx.ai"
 _YIELD_EVERY = 2000  # jobs dispatched between two yields to the loop, after a batch's claims
 _CLAIM_CHUNK = 10_000  # keys claimed in one transaction
+_LEARNED_KEPT = 256  # completed journal entries per model the watcher learns durations from
 
 
 @attrs.frozen
@@ -185,6 +187,8 @@ class Client:
         self._creator = _Creator(self._gateway, retry, self._journal, lambda: self._closed)
         self._watcher = Watcher(gateway=self._gateway, creating=self._creator, policy=poll,
                                 max_creates=max_concurrency)
+        if self._journal is not None:  # what earlier runs saw finish aims the first polls
+            _learn_durations(self._watcher, self._journal)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{self._watcher.watching} watched"
@@ -667,6 +671,38 @@ class _Creator:
         log.debug("octovid: created task %s (%s)", task.id, payload.get("model"))
         created(task)
         return task
+
+
+def _learn_durations(watcher: Watcher, journal: Journal) -> None:
+    """Teach the watcher how long the completed tasks of each model in ``journal`` took.
+
+    Read through the journal's iteration alone, the last ``_LEARNED_KEPT`` completed entries
+    of each model (the request's) count: from the task's creation to its completion, by the
+    recorded answer's own times where it has them (a batch's keys are claimed long before
+    their creates go out), else the journal's (but not once the file was downloaded: that
+    moves ``updated_at``).
+    """
+    recent: dict[str, deque[JournalEntry]] = {}
+    for entry in journal:
+        model = entry.payload.get("model") if entry.status is Status.COMPLETED else None
+        if isinstance(model, str) and model:
+            if model not in recent:
+                recent[model] = deque(maxlen=_LEARNED_KEPT)
+            recent[model].append(entry)
+    for model, entries in recent.items():
+        for entry in entries:
+            try:
+                task = entry.task
+            except ProtocolError:
+                task = None
+            start = entry.created_at
+            if task is not None and task.created_at is not None:
+                start = task.created_at.timestamp()
+            end = None if entry.file else entry.updated_at
+            if task is not None and task.updated_at is not None:
+                end = task.updated_at.timestamp()
+            if end is not None:
+                watcher.learn(model, end - start)
 
 
 def _check_request(request: object) -> Request:

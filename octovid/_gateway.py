@@ -22,7 +22,7 @@ from ._errors import APIError, RateLimitError, TransportError
 from ._limiter import Lane, Limiter, Slot
 from ._retry import throttle_of
 from ._routes import Route, content_path, query_path
-from ._task import Task
+from ._task import Task, answer_text, task_from_answer
 from ._transport import Answer, Body, Transport
 
 if TYPE_CHECKING:
@@ -89,31 +89,41 @@ class Gateway:
         url = self._transport.url(request.create_path)
         body = request.to_payload() if payload is None else payload
         answer = await self._exchange(slot, "POST", url, body, request.files())
-        task = Task.from_response(answer.body, route=request.route)
+        task = task_from_answer(answer.text, answer.body, route=request.route)
         self.counters.creates += 1
         return task
 
     async def query(
-        self, slot: Slot, task_id: str, route: Route = Route.UNIFIED
+        self, slot: Slot, task_id: str, route: Route = Route.UNIFIED,
+        previous: Task | None = None,
     ) -> tuple[Task, float | None]:
         """Query ``task_id`` once on ``slot`` (released on return), on its ``route``.
+
+        An answer byte for byte the one ``previous`` was read from is ``previous`` again:
+        most polls find nothing new, and reading an answer costs more than comparing it.
 
         Returns:
             The snapshot, and the seconds the server suggests before the next poll, if any.
         """
         path, query = query_path(route, task_id)
-        answer = await self._exchange(slot, "GET", self._transport.url(path, **query))
+        if previous is not None and (previous.id != task_id or previous.route is not route):
+            previous = None
+        known = answer_text(previous)
+        answer = await self._exchange(slot, "GET", self._transport.url(path, **query),
+                                      known=known)
         self.counters.polls += 1
-        task = Task.from_response(answer.body, task_id=task_id, route=route)
+        if answer.same and previous is not None:
+            return previous, answer.poll_after
+        task = task_from_answer(answer.text, answer.body, task_id=task_id, route=route)
         return task, answer.poll_after
 
     async def _exchange(
         self, slot: Slot, method: str, url: URL, payload: Mapping[str, Any] | None = None,
-        files: Sequence[Upload] = (),
+        files: Sequence[Upload] = (), *, known: bytes | None = None,
     ) -> Answer:
         with slot, self._fed(slot):
             answer = await self._transport.request(
-                method, url, payload=payload, files=files, sent=slot.sent
+                method, url, payload=payload, files=files, sent=slot.sent, known=known
             )
             self._limiter.answered(slot)
             return answer

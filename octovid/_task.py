@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Iterable, Mapping
+import sys
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,7 +17,7 @@ from ._errors import ProtocolError
 from ._routes import Route
 from ._text import snippet
 
-__all__ = ["Status", "Task", "status_of"]
+__all__ = ["Status", "Task", "answer_text", "status_of", "task_from_answer"]
 
 
 class Status(enum.StrEnum):
@@ -152,56 +153,110 @@ class Task:
         Raises:
             ProtocolError: ``body`` is not a JSON object, or carries no id and none was given.
         """
-        if not isinstance(body, Mapping):
-            raise ProtocolError(
-                f"expected a JSON object for a task, got {type(body).__name__}",
-                body=snippet(_dump(body)),
-            )
-        wire = _wire.read(body)
-        data = wire.data or _wire.Data()
-        meta = wire.metadata or _wire.Data()
-        content = data.data.content if data.data and data.data.content else None
-        # A string id, else a task_id; a numeric id (the native row id) only as a last resort.
-        ident = task_id or wire.id or wire.task_id or data.task_id or wire.row_id
-        if not ident:
-            raise ProtocolError(
-                "the answer carries no task id (neither id nor task_id)",
-                body=snippet(_dump(body)),
-            )
-        slots = [text for text in (  # where results go; a failure text may go there too
-            wire.video_url, wire.url, wire.result_url, meta.url, meta.video_url,
-            data.url, data.result_url, data.video_url, content.video_url if content else None,
-        ) if text]
-        # Older data keeps a success URL in fail_reason: the last place to look for one.
-        url = _first(text for text in (*slots, wire.fail_reason, data.fail_reason)
-                     if text and _is_url(text))
-        raw_status = wire.status or data.status or ""
-        asked = wire.detail.input if wire.detail else None  # the create body, when echoed
-        upsampling = asked is not None and asked.enable_upsample is True
-        status = status_of(raw_status, has_result=url is not None, upsampling=upsampling)
-        progress: int | None = wire.progress if wire.progress is not None else data.progress
-        if progress is None and status is Status.COMPLETED:
-            progress = 100
-        error = None
-        if status in (Status.FAILED, Status.CANCELLED):
-            error = _first((
-                wire.fail_reason, wire.error, data.fail_reason, data.error, data.message,
-                meta.fail_reason, meta.error, meta.message, wire.base_resp, wire.message,
-                *(text for text in slots if not _is_url(text)),
-            )) or f"the gateway reported {raw_status!r} without a reason"
-        return cls(
-            id=str(ident),
-            status=status,
-            raw_status=raw_status,
-            progress=progress,
-            video_url=url if status is Status.COMPLETED else None,
-            model=wire.model,
-            created_at=wire.created_at or data.created_at,
-            updated_at=wire.status_update_time or wire.updated_at or data.updated_at,
-            error=error,
-            raw=body,
-            route=route,
+        return _normalize(cls, body, body, task_id, route)
+
+
+def task_from_answer(
+    text: bytes, body: Mapping[str, Any], *, task_id: str | None = None,
+    route: Route = Route.UNIFIED,
+) -> Task:
+    """``Task.from_response(body)`` of an answer that came as ``text``, keeping the bytes.
+
+    Its ``raw`` holds ``text``, a fraction of the decoded object's size, and decodes it when
+    first read: a process watching 100,000 tasks keeps 100,000 last answers.
+    """
+    return _normalize(Task, body, _Body(text), task_id, route)
+
+
+class _Body(Mapping[str, Any]):
+    """An answer's body, kept as the bytes received and decoded when it is first read."""
+
+    __slots__ = ("_data", "text")
+
+    def __init__(self, text: bytes) -> None:
+        self.text = text  #: the JSON object as received
+        self._data: Mapping[str, Any] | None = None
+
+    def _decoded(self) -> Mapping[str, Any]:
+        data = self._data
+        if data is None:
+            data = self._data = json.loads(self.text)
+        return data
+
+    def __getitem__(self, key: str) -> Any:
+        return self._decoded()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._decoded())
+
+    def __len__(self) -> int:
+        return len(self._decoded())
+
+    def __repr__(self) -> str:
+        return repr(self._decoded())
+
+
+def answer_text(task: Task | None) -> bytes | None:
+    """The bytes ``task`` was read from, if it came from :func:`task_from_answer`."""
+    raw = task.raw if task is not None else None
+    return raw.text if isinstance(raw, _Body) else None
+
+
+def _normalize(
+    cls: type[Task], body: Mapping[str, Any], raw: Mapping[str, Any], task_id: str | None,
+    route: Route,
+) -> Task:
+    """``Task.from_response``, keeping ``raw`` as the task's ``raw``."""
+    if not isinstance(body, Mapping):
+        raise ProtocolError(
+            f"expected a JSON object for a task, got {type(body).__name__}",
+            body=snippet(_dump(body)),
         )
+    wire = _wire.read(body)
+    data = wire.data or _wire.Data()
+    meta = wire.metadata or _wire.Data()
+    content = data.data.content if data.data and data.data.content else None
+    # A string id, else a task_id; a numeric id (the native row id) only as a last resort.
+    ident = task_id or wire.id or wire.task_id or data.task_id or wire.row_id
+    if not ident:
+        raise ProtocolError(
+            "the answer carries no task id (neither id nor task_id)",
+            body=snippet(_dump(body)),
+        )
+    slots = [text for text in (  # where results go; a failure text may go there too
+        wire.video_url, wire.url, wire.result_url, meta.url, meta.video_url,
+        data.url, data.result_url, data.video_url, content.video_url if content else None,
+    ) if text]
+    # Older data keeps a success URL in fail_reason: the last place to look for one.
+    url = _first(text for text in (*slots, wire.fail_reason, data.fail_reason)
+                 if text and _is_url(text))
+    raw_status = sys.intern(wire.status or data.status or "")  # a few words, 100,000 tasks
+    asked = wire.detail.input if wire.detail else None  # the create body, when echoed
+    upsampling = asked is not None and asked.enable_upsample is True
+    status = status_of(raw_status, has_result=url is not None, upsampling=upsampling)
+    progress: int | None = wire.progress if wire.progress is not None else data.progress
+    if progress is None and status is Status.COMPLETED:
+        progress = 100
+    error = None
+    if status in (Status.FAILED, Status.CANCELLED):
+        error = _first((
+            wire.fail_reason, wire.error, data.fail_reason, data.error, data.message,
+            meta.fail_reason, meta.error, meta.message, wire.base_resp, wire.message,
+            *(text for text in slots if not _is_url(text)),
+        )) or f"the gateway reported {raw_status!r} without a reason"
+    return cls(
+        id=str(ident),
+        status=status,
+        raw_status=raw_status,
+        progress=progress,
+        video_url=url if status is Status.COMPLETED else None,
+        model=None if wire.model is None else sys.intern(wire.model),
+        created_at=wire.created_at or data.created_at,
+        updated_at=wire.status_update_time or wire.updated_at or data.updated_at,
+        error=error,
+        raw=raw,
+        route=route,
+    )
 
 
 def _first(values: Iterable[str | None]) -> str | None:

@@ -16,11 +16,11 @@ own exceptions (whose request info holds the headers) are not chained.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import re
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -85,18 +85,43 @@ def gateway_url(base_url: str) -> URL:
 
 
 class Answer:
-    """A decoded JSON answer of the gateway."""
+    """A decoded JSON answer of the gateway, and the bytes it came as."""
 
-    __slots__ = ("body", "poll_after", "request_id", "status")
+    __slots__ = ("body", "poll_after", "request_id", "same", "status", "text")
 
     def __init__(
         self, status: int, body: Mapping[str, Any], request_id: str | None,
-        poll_after: float | None = None,
+        poll_after: float | None = None, *, text: bytes = b"", same: bool = False,
     ) -> None:
         self.status = status
-        self.body = body
+        self.body = body  #: the decoded object; empty when ``same``
         self.request_id = request_id
         self.poll_after = poll_after  #: seconds the server suggests before the next poll
+        self.text = text  #: the body as received
+        #: the body is byte for byte the ``known`` one the caller passed: it was not decoded
+        self.same = same
+
+
+# The ``sent`` callback of the request going out in this task, for _Request.send.
+_SENT: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar(
+    "octovid_sent", default=None
+)
+
+
+class _Request(aiohttp.ClientRequest):
+    """aiohttp's request, telling ``_SENT`` when its headers are out.
+
+    One call once the headers are written, instead of a trace config: with one, aiohttp
+    builds and awaits a signal for every step of every request (start, connection, headers,
+    end), which cost more than octovid's own work on a poll.
+    """
+
+    async def send(self, conn: Any) -> aiohttp.ClientResponse:
+        response = await super().send(conn)  # the status line and headers are written
+        sent = _SENT.get()
+        if sent is not None:
+            sent()
+        return response
 
 
 class Body:
@@ -181,12 +206,10 @@ class Transport:
         if self._session is None:
             # No trust_env: it reads ~/.netrc and the proxy variables in a thread on every
             # request. Pass a session of your own to go through a proxy.
-            tracing = aiohttp.TraceConfig()
-            tracing.on_request_headers_sent.append(_on_headers_sent)
             session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
                 headers={"User-Agent": _USER_AGENT},
-                trace_configs=[tracing],
+                request_class=_Request,
             )
             # aiohttp resends an idempotent request once when a reused connection drops; every
             # request must pass the rate limiter, so failures come back to octovid instead.
@@ -195,15 +218,20 @@ class Transport:
             self._session = session
         return self._session
 
-    def _tracing(self, sent: Callable[[], None] | None) -> Callable[[], None] | None:
-        """What to pass as ``trace_request_ctx``: ``sent`` is called when the headers are out.
+    @contextlib.contextmanager
+    def _sending(self, sent: Callable[[], None] | None) -> Iterator[None]:
+        """Have ``sent`` called when the headers of the request made inside are out.
 
-        A borrowed session has no such trace: ``sent`` is called now, just before sending.
+        A borrowed session has no such hook: ``sent`` is called now, just before sending.
         """
         if sent is not None and not self._owned:
             sent()
-            return None
-        return sent
+            sent = None
+        token = _SENT.set(sent)
+        try:
+            yield
+        finally:
+            _SENT.reset(token)
 
     def _headers(self, *, json_body: bool) -> dict[str, str]:
         headers = {"Authorization": f"Bearer {self._key}", "Accept": "application/json"}
@@ -219,12 +247,14 @@ class Transport:
         payload: Mapping[str, Any] | None = None,
         files: Sequence[Upload] = (),
         sent: Callable[[], None] | None = None,
+        known: bytes | None = None,
     ) -> Answer:
         """Send one request to the gateway and decode its JSON object answer.
 
         The body is ``payload`` as JSON, or, with ``files``, a multipart form of ``payload``'s
         fields (text; lists and objects as JSON) and the files. ``sent`` is called once the
-        request is on the wire (see ``Slot.sent``).
+        request is on the wire (see ``Slot.sent``). A success answer whose bytes are
+        ``known`` (the last answer the caller got) is not decoded again: ``Answer.same``.
 
         Raises:
             APIError: The gateway answered with an HTTP error (the subclass says which).
@@ -238,7 +268,7 @@ class Transport:
         else:
             data = None if payload is None else json.dumps(payload, ensure_ascii=False).encode()
         session = self._get_session()
-        with self._translate(url):
+        with self._translate(url), self._sending(sent):
             async with session.request(
                 method,
                 url,
@@ -246,14 +276,17 @@ class Transport:
                 headers=self._headers(json_body=isinstance(data, bytes)),
                 timeout=self._timeout,
                 allow_redirects=False,
-                trace_request_ctx=self._tracing(sent),
             ) as response:
                 body = await self._read_capped(response)
-                request_id = response.headers.get("X-Oneapi-Request-Id")
+                headers = response.headers
+                request_id = headers.get("X-Oneapi-Request-Id")
                 if response.status >= 300:
                     raise self._error(response, body, request_id)
-                hint = _poll_after(response.headers.get("openai-poll-after-ms"))
-        return Answer(response.status, self._decode(body, response.status), request_id, hint)
+                hint = _poll_after(headers.get("openai-poll-after-ms"))
+        if body == known:
+            return Answer(response.status, {}, request_id, hint, text=body, same=True)
+        return Answer(response.status, self._decode(body, response.status), request_id, hint,
+                      text=body)
 
     @contextlib.asynccontextmanager
     async def stream(
@@ -282,10 +315,9 @@ class Transport:
             if gateway:
                 headers.update(self._headers(json_body=False))
                 headers["Accept"] = "*/*"
-            with self._translate(url):
+            with self._translate(url), self._sending(sent if gateway else None):
                 response = await session.get(
                     url, headers=headers, timeout=timeout, allow_redirects=False,
-                    trace_request_ctx=self._tracing(sent if gateway else None),
                 )
             try:
                 status = response.status
@@ -359,6 +391,11 @@ class Transport:
         self, response: aiohttp.ClientResponse, *, limit: int = _MAX_JSON
     ) -> bytes:
         """Read a body of at most ``limit`` bytes; beyond it, fail."""
+        length = response.content_length
+        if length is not None and length <= limit and (
+            "Content-Encoding" not in response.headers
+        ):  # the parser stops at the length it was told: one read, no chunk loop
+            return await response.read()
         chunks: list[bytes] = []
         size = 0
         async for chunk in response.content.iter_chunked(64 * 1024):
@@ -395,16 +432,6 @@ class Transport:
         session, self._session = self._session, None
         if session is not None and self._owned:
             await session.close()
-
-
-async def _on_headers_sent(
-    session: aiohttp.ClientSession,
-    context: SimpleNamespace,
-    params: aiohttp.TraceRequestHeadersSentParams,
-) -> None:
-    sent = context.trace_request_ctx
-    if sent is not None:
-        sent()
 
 
 def _form(payload: Mapping[str, Any], files: Sequence[Upload]) -> aiohttp.FormData:

@@ -69,8 +69,14 @@ class Polling(Protocol):
     async def acquire(self, lane: Lane) -> Slot:
         """Wait for the limiter's leave to send one request."""
 
-    async def query(self, slot: Slot, task_id: str, route: Route) -> tuple[Task, float | None]:
-        """Query a task on ``slot`` and its route; the snapshot and the poll-after hint."""
+    async def query(
+        self, slot: Slot, task_id: str, route: Route, previous: Task | None
+    ) -> tuple[Task, float | None]:
+        """Query a task on ``slot`` and its route; the snapshot and the poll-after hint.
+
+        An answer that says what ``previous`` (the last snapshot) said may come back as
+        ``previous`` itself.
+        """
 
     def creates_waiting(self) -> bool:
         """Whether creates are waiting for the limiter (the budget is contended)."""
@@ -148,7 +154,9 @@ class _Entry:
         self.schedule: Iterator[float] | None = None  # the backoff of a run of failures
         self.started = started  # loop time the task was created, if known
         self.last_poll = started  # loop time of the last answer
-        self.samples: list[tuple[float, int]] = []  # (loop time, progress), rising, 3 at most
+        # (loop time, progress), rising, 3 at most; None until the first (one object fewer
+        # per task for the collector to walk while 100,000 are watched)
+        self.samples: list[tuple[float, int]] | None = None
         self.forecast: Forecast | None = None
 
     def sample(self, at: float, progress: int | None, now: float | None = None) -> None:
@@ -160,6 +168,8 @@ class _Entry:
         if progress is None:
             return
         samples = self.samples
+        if samples is None:
+            samples = self.samples = []
         if samples and progress < samples[-1][1]:
             samples.clear()
         if not samples or progress > samples[-1][1]:
@@ -177,7 +187,7 @@ class Watcher:
     __slots__ = (
         "_closed", "_cohorts", "_create_tasks", "_creates", "_creating", "_deadlines", "_driver",
         "_due",
-        "_durations", "_entries", "_gateway", "_jobs", "_loop", "_max_creates", "_policy",
+        "_durations", "_entries", "_gateway", "_hook", "_jobs", "_loop", "_max_creates", "_policy",
         "_poll_tasks", "_ready", "_rng", "_seq", "_timer", "_wake", "_wake_at",
     )
 
@@ -202,7 +212,9 @@ class Watcher:
         self._ready: list[tuple[float, float, int, _Entry]] = []
         self._durations: dict[str, Durations] = {}  # per model: what finished tasks took
         self._deadlines: list[float] = []  # a heap
-        self._cohorts: dict[float, set[Job]] = {}  # deadline -> its pending jobs
+        # deadline -> its pending jobs: a set, or the one job of a lone deadline (a watch)
+        self._cohorts: dict[float, set[Job] | Job] = {}
+        self._hook = self._forget  # one bound method for every job, not one each
         self._seq = itertools.count()
         self._creates: deque[Job] = deque()  # submitted, not started
         self._jobs: set[Job] = set()  # every job not yet resolved
@@ -246,7 +258,7 @@ class Watcher:
         loop = self._get_loop()
         now = loop.time()
         at = None if deadline is None else now + deadline
-        hook = self._forget
+        hook = self._hook
         with _no_gc():  # 100,000 jobs make no cycles: collecting while they are made is waste
             if keys is None:
                 jobs = [Job(loop, request=request, deadline=at, started=now, hook=hook)
@@ -277,10 +289,18 @@ class Watcher:
         """Watch an existing task; jobs watching one task id share its polls."""
         loop = self._get_loop()
         at = None if deadline is None else loop.time() + deadline
-        job = Job(loop, task_id=task_id, deadline=at, hook=self._forget)
+        job = Job(loop, task_id=task_id, deadline=at, hook=self._hook)
         self._jobs.add(job)
         if at is not None:
-            self._cohort(at).add(job)
+            cohort = self._cohorts.get(at)
+            if cohort is None:  # the common case: its own instant
+                self._cohorts[at] = job
+                heapq.heappush(self._deadlines, at)
+                self._arm()
+            elif isinstance(cohort, Job):
+                self._cohorts[at] = {cohort, job}
+            else:
+                cohort.add(job)
         self.adopt(job, task_id, task, created_at, route)
         return job
 
@@ -348,6 +368,8 @@ class Watcher:
             cohort = self._cohorts[at] = set()
             heapq.heappush(self._deadlines, at)
             self._arm()
+        elif isinstance(cohort, Job):
+            cohort = self._cohorts[at] = {cohort}
         return cohort
 
     def _release_job(self, job: Job) -> None:
@@ -355,7 +377,9 @@ class Watcher:
         self._jobs.discard(job)
         if job.deadline is not None:
             cohort = self._cohorts.get(job.deadline)
-            if cohort is not None:
+            if cohort is job:
+                del self._cohorts[job.deadline]
+            elif isinstance(cohort, set):
                 cohort.discard(job)
 
     def _forget(self, job: Job) -> None:
@@ -419,6 +443,8 @@ class Watcher:
             now = self._loop.time()
             started = created_at if created_at is not None else _started(task, now)
             entry = self._entries[task_id] = _Entry(task_id, task, started, route)
+            if job.request is not None:  # the model asked for: what durations are learned by
+                entry.model = job.request.model or entry.model
             if task is None:  # a task we know nothing of: ask at once
                 delay = 0.0
             else:
@@ -528,7 +554,7 @@ class Watcher:
 
     async def _poll(self, entry: _Entry, slot: Slot) -> None:
         try:
-            task, hint = await self._gateway.query(slot, entry.task_id, entry.route)
+            task, hint = await self._gateway.query(slot, entry.task_id, entry.route, entry.task)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -588,7 +614,7 @@ class Watcher:
         """Seconds from now to the next poll of a task that is not finished (``_schedule``)."""
         policy = self._policy
         refresh = refresh_of(policy, entry.model)
-        forecast = entry.forecast = Forecast.of(entry.samples, entry.started, refresh)
+        forecast = entry.forecast = Forecast.of(entry.samples or (), entry.started, refresh)
         if forecast is not None and forecast.end > now:
             if forecast.agreed(policy):  # aim just past the end, where it turns visible
                 gap = forecast.end - now + refresh / 2 + policy.initial / 5
@@ -664,7 +690,8 @@ class Watcher:
         assert self._loop is not None
         now = self._loop.time()
         while self._deadlines and self._deadlines[0] <= now:
-            for job in list(self._cohorts.pop(heapq.heappop(self._deadlines), ())):
+            cohort = self._cohorts.pop(heapq.heappop(self._deadlines), ())
+            for job in [cohort] if isinstance(cohort, Job) else list(cohort):
                 self._expire(job)
         if self._wake is not None and self._wake_time() <= now and not self._wake.done():
             self._wake.set_result(None)

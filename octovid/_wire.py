@@ -114,10 +114,14 @@ class Wire:
     detail: Detail | None = None
 
 
-converter = cattrs.Converter()
+# No detailed validation: the hooks never raise, so there is nothing to gather errors of.
+converter = cattrs.Converter(detailed_validation=False)
 
 
 def _text(value: object, _: object) -> str | None:
+    if type(value) is str:  # the common case first
+        text = value.strip()
+        return text or None
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
@@ -224,6 +228,9 @@ for _type, _hook in (
     (Instant, _instant), (Reason, _reason), (Flag, _flag),
 ):
     converter.register_structure_hook(_type, _hook)
+    # ``T | None`` straight to the hook (which reads None as None), not through cattrs'
+    # optional dispatch, on every field of every answer.
+    converter.register_structure_hook(_type | None, _hook)
 
 T = TypeVar("T")
 
@@ -233,13 +240,16 @@ def _lenient(cls: type[T], **fields: Any) -> Callable[[Any, Any], T | None]:
     structure = make_dict_structure_fn(cls, converter, **fields)
 
     def hook(value: Any, _: Any) -> T | None:
-        return structure(value, cls) if isinstance(value, Mapping) else None
+        if type(value) is dict or isinstance(value, Mapping):  # dict: skip the ABC check
+            return structure(value, cls)
+        return None
 
     return hook
 
 
 for _cls in (Content, Inner, Data, Input, Detail):
     converter.register_structure_hook(_cls, _lenient(_cls))
+    converter.register_structure_hook(_cls | None, converter.get_structure_hook(_cls))
 # ``id`` is read twice: as a name (strings only) and as a row number (numbers only).
 converter.register_structure_hook(Wire, _lenient(Wire, row_id=override(rename="id")))
 

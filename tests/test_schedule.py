@@ -179,8 +179,8 @@ def test_a_poll_after_hint_is_honoured(virtual):
     gateway.latency = 0.0
     original = gateway.query
 
-    async def hinted(slot, task_id, route):
-        task, _ = await original(slot, task_id, route)
+    async def hinted(slot, task_id, route, previous=None):
+        task, _ = await original(slot, task_id, route, previous)
         return task, 50.0
 
     gateway.query = hinted  # type: ignore[method-assign]

@@ -80,7 +80,9 @@ class Gateway:
             job._update(task)
             return task
 
-    async def query(self, slot: Slot, task_id: str, route: Route) -> tuple[Task, float | None]:
+    async def query(
+        self, slot: Slot, task_id: str, route: Route, previous: Task | None = None
+    ) -> tuple[Task, float | None]:
         self.routes.append(route)
         return await self._query(slot, task_id), None
 
@@ -259,6 +261,32 @@ def test_deadline_fails_the_job_on_time(virtual):
     assert error.elapsed == pytest.approx(30.0)
     assert max(gateway.polls("stuck")) < gateway.created["stuck"] + 30.0
     assert watcher.watching == 0
+
+
+def test_watched_jobs_give_up_each_at_its_own_deadline_and_leave_none_behind(virtual):
+    """Watches with lone and shared deadline instants expire on time; resolved ones leave."""
+    watcher, gateway, _ = make(policy=EXACT)
+
+    async def main() -> tuple[list[float], int]:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for name in ("s1", "s2", "s3", "quick"):
+            gateway.add(name, duration=1e9 if name != "quick" else 2.0)
+        ended: dict[str, float] = {}
+        jobs = {name: watcher.watch(name, deadline=deadline) for name, deadline in
+                (("s1", 10.0), ("s2", 20.0), ("quick", 20.0))}
+        jobs["s3"] = watcher.watch("s3", deadline=None)
+        watcher._cohort(jobs["s2"].deadline).add(jobs["s3"])  # shares s2's instant
+        for name, job in jobs.items():
+            job.add_done_callback(lambda _, name=name: ended.__setitem__(name, loop.time()))
+        await asyncio.gather(*jobs.values(), return_exceptions=True)
+        lone = sum(1 for cohort in watcher._cohorts.values() if isinstance(cohort, Job))
+        return [ended[name] - start for name in ("s1", "s2", "s3", "quick")], lone
+
+    ended, lone = go(virtual, watcher, main)
+    assert ended[:3] == [pytest.approx(10.0), pytest.approx(20.0), pytest.approx(20.0)]
+    assert ended[3] < 5.0  # it completed; its deadline instant was left at once
+    assert lone == 0
 
 
 def test_cancelled_job_is_not_polled_again(virtual):
