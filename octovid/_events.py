@@ -264,6 +264,7 @@ class ObservedTransport(Transport):
         payload: Mapping[str, Any] | None = None,
         files: Sequence[Upload] = (),
         sent: Callable[[], None] | None = None,
+        known: bytes | None = None,
     ) -> Answer:
         kind: RequestKind = "create" if method == "POST" else "query"
         where = _where(url)
@@ -271,7 +272,8 @@ class ObservedTransport(Transport):
         events.emit(RequestSent(kind, method, where))
         started = asyncio.get_running_loop().time()
         try:
-            answer = await super().request(method, url, payload=payload, files=files, sent=sent)
+            answer = await super().request(method, url, payload=payload, files=files, sent=sent,
+                                           known=known)
         except Exception as exc:
             self._failed(kind, method, where, started, exc)
             raise
