@@ -649,13 +649,13 @@ class Limiter:
             self._epoch = reply.epoch
         if reply.pause_left > 0:
             self._not_before = max(self._not_before, now + reply.pause_left)
-        if reply.cut_rate is None or reply.cut_rate >= self._configured:
-            if self._rate < self._configured and reply.cut_rate is not None:
-                log.info("octovid: request rate back to %.3g/s", self._configured)
-            self._rate = self._cut_rate = self._configured
-        else:
-            self._cut_rate, self._cut_at, self._met = reply.cut_rate, now - reply.cut_age, reply.met
-            self._rate = reply.cut_rate
+        if reply.cut_rate is None:
+            return
+        self._cut_rate, self._cut_at, self._met = reply.cut_rate, now - reply.cut_age, reply.met
+        rate = self._grown(now)
+        if rate >= self._configured > self._rate:
+            log.info("octovid: request rate back to %.3g/s", self._configured)
+        self._rate = rate
 
     def _shared_member(self) -> str:
         return self._shared.member if self._shared is not None else ""
@@ -692,7 +692,18 @@ class Limiter:
         """The adaptive rate at ``now``: grown back from the last cut in absolute steps."""
         if self._rate >= self._configured:
             return self._rate
+        rate = self._grown(now)
+        if rate >= self._configured:
+            log.info("octovid: request rate back to %.3g/s", self._configured)
+        self._rate = rate
+        return rate
+
+    def _grown(self, now: float) -> float:
+        """The rate grown from the last cut to ``now`` (the shared budget's script does the
+        same on Redis)."""
         configured, start = self._configured, self._cut_rate
+        if start >= configured:
+            return configured
         elapsed = now - self._cut_at
         near = min(configured, _NEAR * self._met)
         fast = max(0.0, (near - start) / (_FAST * configured))  # seconds of fast growth
@@ -700,11 +711,7 @@ class Limiter:
             rate = start + _FAST * configured * elapsed
         else:
             rate = max(start, near) + _SLOW * configured * (elapsed - fast)
-        if rate >= configured:
-            log.info("octovid: request rate back to %.3g/s", configured)
-            rate = configured
-        self._rate = rate
-        return rate
+        return min(rate, configured)
 
     # -- pacing ----------------------------------------------------------------------------
 
