@@ -100,7 +100,9 @@ _FLOOR = 1 / 20  # the adaptive rate never goes below this fraction of the confi
 _VERIFY_MIN = 10  # answers that judge a cut at least (all 50, unless 30 s have passed)
 _WORSE = 1.2  # a cut was too shallow if it left more than this ratio of 429s after/before
 _NOISE_HALF_LIFE = 60.0  # seconds for the learned noise floor to halve
-_PROBE_FIRST, _PROBE_MAX = 0.25, 2.0  # seconds between probes of a lost Redis: first, longest
+_PROBE_FIRST, _PROBE_MAX = 0.25, 1.0  # seconds between probes of a lost Redis: first, longest
+_GRACE = 1.5 * _PROBE_MAX  # seconds after rejoining the shared budget that the share binds too
+_STALE = 0.01  # seconds a reserved slot may go unused past its time and still be used
 
 
 def _positive(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
@@ -310,7 +312,7 @@ class Limiter:
     """Paces and bounds the requests of one key. See the module docstring."""
 
     __slots__ = (
-        "_closed", "_configured", "_cut_at", "_cut_rate", "_due", "_epoch", "_failed",
+        "_closed", "_configured", "_cut_at", "_cut_rate", "_due", "_epoch", "_failed", "_grace",
         "_helpers", "_in_flight", "_judge", "_limit", "_live", "_loop", "_max_in_flight",
         "_members", "_met", "_not_before", "_queues", "_rate", "_reserving", "_sending_all",
         "_shared", "_span", "_started", "_stretch", "_tat", "_timer", "_turn", "_up", "_window",
@@ -360,6 +362,7 @@ class Limiter:
         self._helpers: set[asyncio.Task[Any]] = set()  # publications and the probe
         self._epoch = 0  # the shared state's changes seen
         self._members = 1  # processes seen sharing the budget
+        self._grace = -math.inf  # until then, the fallback's share binds besides Redis
         self._sending_all = 0.0  # grants per second, every process
 
     def __repr__(self) -> str:
@@ -672,7 +675,8 @@ class Limiter:
                     "alone at %.3g requests/s (1/%d of it) until Redis is back",
                     redacted(self._shared.url if self._shared else ""), why, share,
                     self._members)
-        self._tat = max(self._tat, self._loop.time())
+        # Its last shared grant counts: the share's first grant comes one share's interval on.
+        self._tat = max(self._tat, self._loop.time() + self._interval(self._loop.time()))
         self._helper(self._probe())
 
     async def _probe(self) -> None:
@@ -682,6 +686,8 @@ class Limiter:
             await asyncio.sleep(wait)
             if await self._shared.ping():
                 self._up = True
+                # The others rejoin within a probe's interval: until then, both paces bind.
+                self._grace = self._loop.time() + _GRACE if self._loop else 0.0
                 log.warning("octovid: Redis %s answers again; the rate budget is shared again",
                             redacted(self._shared.url))
                 self._grant()
@@ -716,15 +722,20 @@ class Limiter:
     # -- pacing ----------------------------------------------------------------------------
 
     def _interval(self, now: float) -> float:
-        if self._shared is not None and not self._up:  # the fallback: a share of the budget
-            return self._members / self._current(now)
+        if self._shared is not None and (not self._up or now < self._grace):
+            # the fallback: a share of the budget, with the window guard's slack
+            return self._members * self._stretch / self._current(now)
         return 1 / self._current(now)
 
     def _ready(self, now: float) -> float:
         """The earliest loop time the next request may go (inf: when Redis has answered)."""
         if self.shared:
+            if now < self._grace:  # just rejoined: the others may still pace on their share
+                alone = self._tat - (self._limit.burst - 1) * self._interval(now)
+                if alone > now:
+                    return alone
             due = self._due
-            if due is not None and now - due > self._stretch / self._current(now) / 2:
+            if due is not None and now - due > max(_STALE, self._stretch / self._current(now) / 2):
                 due = self._due = None  # unused for too long: sending it now could overfill
             if due is None:
                 self._reserve()
@@ -743,7 +754,7 @@ class Limiter:
     def _take(self, now: float, since: float) -> Slot:
         if self.shared:
             self._due = None  # the reservation is spent
-        else:
+        if not self.shared or now < self._grace:
             interval = self._interval(now)
             late = now - self._tat
             # A slightly late grant keeps its place on the grid; after idle time it restarts.
