@@ -85,11 +85,19 @@ class Stats:
 
 
 def _rate_limit(value: float | RateLimit) -> RateLimit:
-    if isinstance(value, RateLimit):
-        return value
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"rate_limit must be requests per second or a RateLimit, not {value!r}")
-    return RateLimit(float(value))
+    if not isinstance(value, RateLimit):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(
+                f"rate_limit must be requests per second or a RateLimit, not {value!r}"
+            )
+        value = RateLimit(float(value))
+    shared = os.environ.get("OCTOVID_REDIS_URL", "").strip()
+    if value.redis is None and shared:  # as OCTOVID_API_KEY: the argument first, then this
+        try:
+            value = attrs.evolve(value, redis=shared)
+        except ValueError as exc:
+            raise ConfigError(f"OCTOVID_REDIS_URL: {exc}") from None
+    return value
 
 
 def _seconds(name: str, value: float) -> float:
@@ -120,7 +128,9 @@ class Client:
         api_key: The key; else ``OCTOVID_API_KEY``. A missing key raises ConfigError at first use.
         base_url: The gateway; else ``OCTOVID_BASE_URL``, else ``https://octopusx.ai``.
         rate_limit: Requests per second for everything this client sends with the key, or a
-            RateLimit. Every coroutine using this client shares it.
+            RateLimit. Every coroutine using this client shares it; with
+            ``RateLimit(redis=URL)`` (else ``OCTOVID_REDIS_URL``, if set), every process using
+            the key shares it.
         max_concurrency: Requests in flight at most.
         poll: When to poll tasks (PollPolicy); its ``deadline`` is the default job deadline.
         retry: How creates, queries and downloads retry (RetryPolicy).
@@ -166,7 +176,7 @@ class Client:
         if not isinstance(retry, RetryPolicy):
             raise TypeError(f"retry must be an octovid.RetryPolicy, not {retry!r}")
         self._timeout = _seconds("timeout", timeout)
-        self._limiter = Limiter(_rate_limit(rate_limit), max_concurrency)
+        self._limiter = Limiter(_rate_limit(rate_limit), max_concurrency, key=self._api_key)
         limiter = self._limiter
         self._events = None if on_event is None else Events(on_event, lambda: limiter.paused_for)
         self._poll = poll
@@ -195,6 +205,7 @@ class Client:
         return f"<Client {self._base_url} {state} {self._limiter!r}>"
 
     async def __aenter__(self) -> Client:
+        await self._limiter.start()  # a shared budget's Redis is reached now, or ConfigError
         return self
 
     async def __aexit__(
@@ -222,6 +233,7 @@ class Client:
         await self._creator.drain(self._timeout)
         if self._transport is not None:
             await self._transport.close()
+        await self._limiter.disconnect()
         if self._journal is not None:
             await self._journal.flush()
             if self._owns_journal:

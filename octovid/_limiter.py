@@ -40,6 +40,16 @@ queries, served in alternation, so that a batch of creates does not starve the p
 running tasks, nor the reverse. Waiters are futures in deques, woken by one timer, as
 aiolimiter does. A waiter cancelled before its turn consumes nothing. The loop is bound lazily,
 on first use; time is ``loop.time()``.
+
+**Shared on Redis** (``RateLimit(redis=URL)``): every process using the key takes its slots
+from one GCRA on Redis (``_shared_limit``), one reservation at a time: the reserved slot goes to
+whichever waiter heads the lanes when it is due, so the lanes, the concurrency bound and the
+judge stay local. The judge reads the send rate of every process from Redis, and what it
+decides (a pause, a cut, a cut undone) is published there, so that every process slows down;
+a process that learns of another's decision takes the shared rate and starts its evidence
+afresh (one reaction per storm, whoever saw it). When Redis stops answering, the process paces
+itself alone at the shared rate divided by the processes seen sharing the key lately, says so
+in the log once, and probes Redis with a growing backoff to rejoin the shared budget.
 """
 
 from __future__ import annotations
@@ -51,9 +61,13 @@ import itertools
 import logging
 import math
 from collections import deque
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 import attrs
+
+from ._errors import ConfigError
+from ._shared_limit import SCHEMES, Reply, SharedBudget, SharedDown, redacted
 
 if TYPE_CHECKING:
     from ._retry import Throttle
@@ -86,6 +100,9 @@ _FLOOR = 1 / 20  # the adaptive rate never goes below this fraction of the confi
 _VERIFY_MIN = 10  # answers that judge a cut at least (all 50, unless 30 s have passed)
 _WORSE = 1.2  # a cut was too shallow if it left more than this ratio of 429s after/before
 _NOISE_HALF_LIFE = 60.0  # seconds for the learned noise floor to halve
+_PROBE_FIRST, _PROBE_MAX = 0.25, 1.0  # seconds between probes of a lost Redis: first, longest
+_GRACE = 1.5 * _PROBE_MAX  # seconds after rejoining the shared budget that the share binds too
+_STALE = 0.01  # seconds a reserved slot may go unused past its time and still be used
 
 
 def _positive(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
@@ -100,6 +117,24 @@ def _at_least_one(_: Any, attribute: attrs.Attribute[Any], value: int) -> None:
         raise ValueError(f"{attribute.name} must be an integer >= 1, not {value!r}")
 
 
+def _redis_url(_: Any, attribute: attrs.Attribute[Any], value: str | None) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise TypeError(f"redis must be a URL string or None, not {type(value).__name__}")
+    shown = redacted(value)
+    try:
+        scheme, _sep, rest = value.partition("://")
+        valid = scheme in SCHEMES and bool(rest.strip("/")) and value.isprintable()
+    except ValueError:  # pragma: no cover - partition does not raise
+        valid = False
+    if not valid:
+        raise ValueError(
+            f"redis must be a redis://, rediss:// or unix:// URL (e.g. redis://localhost:6379/0), "
+            f"not {shown!r}"
+        )
+
+
 @attrs.frozen
 class RateLimit:
     """At most ``rate`` requests per ``per`` seconds, ``burst`` of them at once.
@@ -108,12 +143,20 @@ class RateLimit:
     (frequent 429s, not the sporadic ones of a saturated upstream) and raises it back towards
     ``rate`` while they do not, so a client that does not know the key's real limit settles
     near it.
+
+    With ``redis="redis://host:6379/0"`` every RateLimit given that URL and used with the same
+    API key shares one budget, across processes and machines: the pacing, the 429 pause and
+    the adaptive rate live on that Redis server (under a hash of the key, never the key).
     """
 
     rate: float = attrs.field(validator=_positive)
     per: float = attrs.field(default=1.0, validator=_positive)
     burst: int = attrs.field(default=1, validator=_at_least_one)
     adaptive: bool = True
+    redis: str | None = attrs.field(
+        default=None, validator=_redis_url,
+        repr=lambda url: "None" if url is None else repr(redacted(url)),
+    )
 
     @property
     def interval(self) -> float:
@@ -131,10 +174,14 @@ class Lane(enum.IntEnum):
 class Slot:
     """The right to send one request now. Release it when the answer has arrived."""
 
-    __slots__ = ("_limiter", "at", "sent_at", "waited")
+    __slots__ = ("_error", "_limiter", "at", "sent_at", "waited")
 
-    def __init__(self, limiter: Limiter | None, at: float, waited: float) -> None:
+    def __init__(
+        self, limiter: Limiter | None, at: float, waited: float,
+        error: ConfigError | None = None,
+    ) -> None:
         self._limiter = limiter
+        self._error = error  # the limiter cannot pace this request: sending() raises it
         self.at = at  #: the loop time the slot was granted
         #: the loop time the request went out, as far as we know; None while it is going out
         self.sent_at: float | None = at
@@ -145,7 +192,14 @@ class Slot:
 
         The window guard counts from when requests went out: a request that spends 100 ms in a
         TLS handshake reaches the gateway 100 ms late, and those after it must not catch up.
+
+        Raises:
+            ConfigError: The shared budget's Redis could not be reached at start: nothing may
+                be sent (a slot of a query lane carries that error rather than raising it in a
+                scheduler's loop).
         """
+        if self._error is not None:
+            raise self._error
         if self._limiter is not None:
             self.sent_at = None
 
@@ -258,12 +312,15 @@ class Limiter:
     """Paces and bounds the requests of one key. See the module docstring."""
 
     __slots__ = (
-        "_closed", "_configured", "_cut_at", "_cut_rate", "_in_flight", "_judge", "_limit",
-        "_live", "_loop", "_max_in_flight", "_met", "_not_before", "_queues", "_rate", "_span",
-        "_tat", "_timer", "_turn", "_window", "granted", "waited",
+        "_closed", "_configured", "_cut_at", "_cut_rate", "_due", "_epoch", "_failed", "_grace",
+        "_helpers", "_in_flight", "_judge", "_limit", "_live", "_loop", "_max_in_flight",
+        "_members", "_met", "_not_before", "_queues", "_rate", "_reserving", "_sending_all",
+        "_shared", "_span", "_started", "_stretch", "_tat", "_timer", "_turn", "_up", "_window",
+        "granted", "waited",
     )
 
-    def __init__(self, limit: RateLimit, max_in_flight: int) -> None:
+    def __init__(self, limit: RateLimit, max_in_flight: int, *, key: str | None = None) -> None:
+        """``key``: the API key, whose budget ``limit.redis`` shares (None: not shared)."""
         if type(max_in_flight) is not int or max_in_flight < 1:
             raise ValueError(f"max_concurrency must be an integer >= 1, not {max_in_flight!r}")
         self._limit = limit
@@ -292,6 +349,21 @@ class Limiter:
         self._closed = False
         self.granted = 0  #: slots granted
         self.waited = 0.0  #: seconds waited for them, summed
+        # The shared budget (None: this process paces alone).
+        shared = self._shared = None if limit.redis is None or not key else (
+            SharedBudget(limit.redis, key, (_NEAR, _FAST, _SLOW))
+        )
+        self._stretch = self._span / span  # the window guard's slack, as a longer interval
+        self._started: asyncio.Task[None] | None = None
+        self._failed: ConfigError | None = None  # Redis unreachable at start
+        self._up = shared is not None  # Redis answers: the shared budget paces
+        self._due: float | None = None  # the loop time the slot reserved on Redis is due
+        self._reserving: asyncio.Task[None] | None = None  # the one reservation under way
+        self._helpers: set[asyncio.Task[Any]] = set()  # publications and the probe
+        self._epoch = 0  # the shared state's changes seen
+        self._members = 1  # processes seen sharing the budget
+        self._grace = -math.inf  # until then, the fallback's share binds besides Redis
+        self._sending_all = 0.0  # grants per second, every process
 
     def __repr__(self) -> str:
         now = self._loop.time() if self._loop else 0.0
@@ -314,6 +386,11 @@ class Limiter:
         return 0.0 if self._loop is None else max(0.0, self._not_before - self._loop.time())
 
     @property
+    def shared(self) -> bool:
+        """Whether the pacing is shared on Redis now (False: alone, or on the fallback share)."""
+        return self._shared is not None and self._up and self._failed is None
+
+    @property
     def in_flight(self) -> int:
         """Requests granted and not yet released."""
         return self._in_flight
@@ -327,13 +404,44 @@ class Limiter:
         """Callers queued in ``lane`` (those cancelled meanwhile may still count)."""
         return len(self._queues[lane]) if self._live else 0
 
+    async def start(self) -> None:
+        """Reach the shared budget's Redis, once; nothing to do for a budget of one process.
+
+        Raises:
+            ConfigError: Redis cannot be reached (the URL is named without credentials).
+        """
+        if self._shared is None:
+            return
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        if self._started is None:
+            self._started = self._loop.create_task(self._shared.start())
+        try:
+            await asyncio.shield(self._started)
+        except ConfigError as exc:
+            self._failed = exc
+            raise
+
     async def acquire(self, lane: Lane = Lane.QUERY) -> Slot:
-        """Wait for the right to send one request in ``lane``; FIFO within the lane."""
+        """Wait for the right to send one request in ``lane``; FIFO within the lane.
+
+        Raises:
+            ConfigError: The shared budget's Redis could not be reached at start (creates; a
+                query gets a slot whose ``sending()`` raises it, before anything is sent).
+        """
         if self._closed:
             raise RuntimeError(_CLOSED)
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
+        if self._shared is not None and (self._started is None or not self._started.done()
+                                         or self._failed is not None):
+            try:
+                await self.start()
+            except ConfigError as exc:
+                if lane is Lane.CREATE:
+                    raise
+                return Slot(None, loop.time(), 0.0, exc)
         now = loop.time()
         if not self._live and self._in_flight < self._max_in_flight and self._ready(now) <= now:
             self._turn = Lane(1 - lane)
@@ -381,12 +489,23 @@ class Limiter:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        for task in (self._reserving, *self._helpers):
+            if task is not None:
+                task.cancel()
         for queue in self._queues:
             while queue:
                 future = queue.popleft()[0]
                 if not future.done():
                     future.set_exception(RuntimeError(_CLOSED))
         self._live = 0
+
+    async def disconnect(self) -> None:
+        """Close the connections to the shared budget's Redis (after ``close``)."""
+        if self._shared is not None:
+            pending = [t for t in (self._started, self._reserving, *self._helpers) if t]
+            if pending:
+                await asyncio.wait(pending, timeout=1.0)
+            await self._shared.close()
 
     # -- congestion ------------------------------------------------------------------------
 
@@ -402,7 +521,7 @@ class Limiter:
                         f"{fraction:.0%} of recent requests were refused (429)")
         if self._limit.adaptive:
             rate = self._current(now)
-            sending = min(rate, judge.sending(rate))
+            sending = self._sending(rate)
             # A little below what got through, so that the limit's queue drains.
             kept = min(_CUT_MAX, max(_CUT_MIN, (1 - fraction) * _UNDER))
             new = max(self._configured * _FLOOR, sending * kept)
@@ -411,8 +530,8 @@ class Limiter:
                     judge.undo_rate = rate
                 judge.before, judge.sending_before = fraction, sending
                 # What got through lately: the limit if there is one, the old rate after a storm.
-                self._met = max(sending * (1 - fraction), judge.goodput(now))
-                self._set_rate(new, now)
+                self._met = max(sending * (1 - fraction), self._goodput(now, rate))
+                self._set_rate(new, now, cut=True)
                 log.info("octovid: %.0f%% of recent requests were refused (429); slowing down "
                          "to %.3g requests/s", fraction * 100, new)
         judge.reset(now)
@@ -432,7 +551,7 @@ class Limiter:
             if judge.recent >= threshold:
                 self._react(now)
             return
-        limited = max(0.0, 1 - (1 - before) * judge.sending_before / judge.sending(self._rate))
+        limited = max(0.0, 1 - (1 - before) * judge.sending_before / self._sending(self._rate))
         if before - limited < before / 2:  # too shallow a cut to tell: a deeper one will
             if after >= threshold and judge.recent >= threshold:
                 self._react(now)
@@ -446,25 +565,151 @@ class Limiter:
 
     def _pause(self, until: float, why: str) -> None:
         assert self._loop is not None
-        if self._not_before <= self._loop.time():
-            log.info("octovid: %s; pausing all requests for %.1fs", why,
-                     until - self._loop.time())
+        now = self._loop.time()
+        if self._not_before <= now:
+            log.info("octovid: %s; pausing all requests for %.1fs", why, until - now)
         if until > self._not_before:
             self._not_before = until
             # After the pause one request goes, then the pace resumes: no burst into a limit.
             self._tat = max(self._tat, until + (self._limit.burst - 1) / self._rate)
+            if self.shared:
+                assert self._shared is not None
+                self._publish(self._shared.pause(until - now, self._limit.burst,
+                                                 self._stretch / self._rate))
             self._grant()
 
-    def _set_rate(self, rate: float, now: float) -> None:
+    def _set_rate(self, rate: float, now: float, *, cut: bool = False) -> None:
         self._rate = self._cut_rate = min(self._configured, rate)
         self._cut_at = now
+        if self.shared:
+            assert self._shared is not None
+            self._publish(self._shared.set_rate(self._configured, self._rate, self._met,
+                                                cut=cut))
         self._grant()
+
+    def _sending(self, rate: float) -> float:
+        """Requests per second sent with the key: by every process when the budget is shared."""
+        if self.shared and self._sending_all > 0:
+            return min(rate, self._sending_all)
+        return min(rate, self._judge.sending(rate))
+
+    def _goodput(self, now: float, rate: float) -> float:
+        """Answers that were not 429s, per second: this process's, scaled to every process's."""
+        goodput = self._judge.goodput(now)
+        if self.shared and self._sending_all > 0:
+            mine = self._judge.sending(rate)
+            goodput *= max(1.0, self._sending_all / mine) if mine > 0 else self._members
+        return goodput
+
+    # -- the shared budget -----------------------------------------------------------------
+
+    def _publish(self, change: Coroutine[Any, Any, int]) -> None:
+        """Tell every process of a pause or a change of rate (a lost Redis: they do not learn)."""
+
+        async def publish() -> None:
+            with contextlib.suppress(SharedDown):
+                epoch = await change
+                self._epoch = max(self._epoch, epoch)  # ours: no reason to start afresh
+
+        self._helper(publish())
+
+    def _helper(self, work: Coroutine[Any, Any, None]) -> None:
+        assert self._loop is not None
+        task = self._loop.create_task(work)
+        self._helpers.add(task)
+        task.add_done_callback(self._helpers.discard)
+
+    def _reserve(self) -> None:
+        """Reserve the next slot on Redis, unless a reservation is under way or held."""
+        if self._reserving is None and self._due is None and not self._closed:
+            assert self._loop is not None
+            self._reserving = self._loop.create_task(self._reservation())
+
+    async def _reservation(self) -> None:
+        assert self._shared is not None
+        assert self._loop is not None
+        try:
+            reply = await self._shared.reserve(self._configured, self._limit.burst,
+                                               self._stretch)
+        except SharedDown as exc:
+            self._lost(str(exc))
+        else:
+            now = self._loop.time()
+            self._due = now + reply.delay
+            self._adopt(reply, now)
+        finally:
+            self._reserving = None
+        self._grant()
+
+    def _adopt(self, reply: Reply, now: float) -> None:
+        """Take the shared state Redis answered with; another process's decision resets ours."""
+        self._members = reply.members
+        self._sending_all = reply.sending
+        if reply.epoch != self._epoch:
+            if reply.epoch > self._epoch and reply.by != self._shared_member():
+                self._judge.reset(now)  # one reaction per storm, whichever process saw it
+                self._judge.before = 0.0
+            self._epoch = reply.epoch
+        if reply.pause_left > 0:
+            self._not_before = max(self._not_before, now + reply.pause_left)
+        if reply.cut_rate is None:
+            return
+        self._cut_rate, self._cut_at, self._met = reply.cut_rate, now - reply.cut_age, reply.met
+        rate = self._grown(now)
+        if rate >= self._configured > self._rate:
+            log.info("octovid: request rate back to %.3g/s", self._configured)
+        self._rate = rate
+
+    def _shared_member(self) -> str:
+        return self._shared.member if self._shared is not None else ""
+
+    def _lost(self, why: str) -> None:
+        """Redis stopped answering: pace alone on a fair share of the budget, probe to rejoin."""
+        if not self._up:
+            return
+        assert self._loop is not None
+        self._up = False
+        self._due = None
+        share = self._current(self._loop.time()) / self._members
+        log.warning("octovid: lost the shared rate budget on Redis %s (%s); this process paces "
+                    "alone at %.3g requests/s (1/%d of it) until Redis is back",
+                    redacted(self._shared.url if self._shared else ""), why, share,
+                    self._members)
+        # Its last shared grant counts: the share's first grant comes one share's interval on.
+        self._tat = max(self._tat, self._loop.time() + self._interval(self._loop.time()))
+        self._helper(self._probe())
+
+    async def _probe(self) -> None:
+        assert self._shared is not None
+        wait = _PROBE_FIRST
+        while not self._closed:
+            await asyncio.sleep(wait)
+            if await self._shared.ping():
+                self._up = True
+                # The others rejoin within a probe's interval: until then, both paces bind.
+                self._grace = self._loop.time() + _GRACE if self._loop else 0.0
+                log.warning("octovid: Redis %s answers again; the rate budget is shared again",
+                            redacted(self._shared.url))
+                self._grant()
+                return
+            wait = min(_PROBE_MAX, wait * 2)
 
     def _current(self, now: float) -> float:
         """The adaptive rate at ``now``: grown back from the last cut in absolute steps."""
         if self._rate >= self._configured:
             return self._rate
+        rate = self._grown(now)
+        if rate >= self._configured:
+            log.info("octovid: request rate back to %.3g/s", self._configured)
+        self._rate = rate
+        return rate
+
+    def _grown(self, now: float) -> float:
+        """The rate grown from the last cut to ``now`` (the shared budget's script does the
+        same on Redis)."""
         configured, start = self._configured, self._cut_rate
+        if start >= configured:
+            return configured
         elapsed = now - self._cut_at
         near = min(configured, _NEAR * self._met)
         fast = max(0.0, (near - start) / (_FAST * configured))  # seconds of fast growth
@@ -472,19 +717,30 @@ class Limiter:
             rate = start + _FAST * configured * elapsed
         else:
             rate = max(start, near) + _SLOW * configured * (elapsed - fast)
-        if rate >= configured:
-            log.info("octovid: request rate back to %.3g/s", configured)
-            rate = configured
-        self._rate = rate
-        return rate
+        return min(rate, configured)
 
     # -- pacing ----------------------------------------------------------------------------
 
     def _interval(self, now: float) -> float:
+        if self._shared is not None and (not self._up or now < self._grace):
+            # the fallback: a share of the budget, with the window guard's slack
+            return self._members * self._stretch / self._current(now)
         return 1 / self._current(now)
 
     def _ready(self, now: float) -> float:
-        """The earliest loop time the next request may go."""
+        """The earliest loop time the next request may go (inf: when Redis has answered)."""
+        if self.shared:
+            if now < self._grace:  # just rejoined: the others may still pace on their share
+                alone = self._tat - (self._limit.burst - 1) * self._interval(now)
+                if alone > now:
+                    return alone
+            due = self._due
+            if due is not None and now - due > max(_STALE, self._stretch / self._current(now) / 2):
+                due = self._due = None  # unused for too long: sending it now could overfill
+            if due is None:
+                self._reserve()
+                return math.inf
+            return max(self._not_before, due)
         at = max(self._not_before, self._tat - (self._limit.burst - 1) * self._interval(now))
         window = self._window
         if len(window) == window.maxlen:
@@ -496,10 +752,15 @@ class Limiter:
         return at
 
     def _take(self, now: float, since: float) -> Slot:
-        interval = self._interval(now)
-        late = now - self._tat
-        # A slightly late grant keeps its place on the grid; after idle time the grid restarts.
-        self._tat = (self._tat if 0 <= late <= interval / 2 else max(self._tat, now)) + interval
+        if self.shared:
+            self._due = None  # the reservation is spent
+        if not self.shared or now < self._grace:
+            interval = self._interval(now)
+            late = now - self._tat
+            # A slightly late grant keeps its place on the grid; after idle time it restarts.
+            self._tat = (
+                self._tat if 0 <= late <= interval / 2 else max(self._tat, now)
+            ) + interval
         slot = Slot(self, now, now - since)
         self._window.append(slot)
         self._in_flight += 1
@@ -517,7 +778,8 @@ class Limiter:
             self._grant()  # the guard may have moved, either way
 
     def _refund(self, slot: Slot) -> None:
-        self._tat -= self._interval(slot.at)
+        if not self.shared:  # a slot reserved on Redis is not given back: the safe side
+            self._tat -= self._interval(slot.at)
         with contextlib.suppress(ValueError):
             self._window.remove(slot)
         slot.release()
@@ -548,6 +810,8 @@ class Limiter:
         now = self._loop.time()
         while self._live and self._in_flight < self._max_in_flight:
             at = self._ready(now)
+            if at == math.inf:
+                return  # the reservation's answer grants
             if at > now + _EARLY:
                 timer = self._timer
                 if timer is None or timer.when() > at + _EARLY:

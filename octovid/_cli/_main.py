@@ -64,6 +64,9 @@ def _add_common(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
                        help="the gateway (default: $OCTOVID_BASE_URL or https://octopusx.ai)")
     group.add_argument("--rate-limit", type=_positive, default=default(5.0), metavar="N",
                        help="requests per second for this key, all included (default: 5)")
+    group.add_argument("--redis", metavar="URL", default=default(None),
+                       help="share the key's rate budget with every process using this Redis "
+                       "(default: $OCTOVID_REDIS_URL)")
     group.add_argument("--max-concurrency", type=_count, default=default(16), metavar="N",
                        help="requests in flight at most (default: 16)")
     group.add_argument("--timeout", type=_positive, default=default(60.0), metavar="S",
@@ -215,7 +218,7 @@ def fail(message: str) -> None:
 
 
 _VALUED = frozenset({"--api-key", "--base-url", "--rate-limit", "--max-concurrency",
-                     "--timeout"})
+                     "--timeout", "--redis"})
 
 
 def _simulate_argv(argv: list[str]) -> list[str] | None:
@@ -279,6 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     output = _commands.Output(as_json=args.json)
     try:
+        _shared_rate(args)
         with _logging(args.verbose):
             return _run(COMMANDS[args.command](args, output))
     except KeyboardInterrupt:
@@ -308,6 +312,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         fail(f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))
         return EXIT_FAILED
+
+
+def _shared_rate(args: argparse.Namespace) -> None:
+    """``--redis URL`` (else ``$OCTOVID_REDIS_URL``, which the client reads): the key's budget
+    shared on Redis; a bad URL is bad input."""
+    url = getattr(args, "redis", None)
+    if url is None or getattr(args, "rate_limit", None) is None:
+        return
+    try:
+        args.rate_limit = octovid.RateLimit(args.rate_limit, redis=url)
+    except ValueError as exc:
+        raise UsageError(f"--redis: {exc}") from None
 
 
 def _run(command: Awaitable[int]) -> int:
