@@ -10,7 +10,7 @@ import pytest
 
 import octovid
 from octovid import Journal, JournalEntry, Status, Task
-from octovid._journal import JobState
+from octovid._journal import JobState, SQLiteJournal
 from octovid.testing import Simulator
 
 FAST = octovid.PollPolicy(initial=0.1, max_interval=0.3, deadline=30)
@@ -238,7 +238,7 @@ async def test_a_key_reused_for_another_request_is_refused(tmp_path):
     assert sum(r.route == "create" for r in sim.requests) == 1
 
 
-class _SlowJournal(Journal):
+class _SlowJournal(SQLiteJournal):
     """A journal whose 'sending' write is followed by a pause: a window to cancel in."""
 
     __slots__ = ("writing",)
