@@ -52,7 +52,8 @@ if TYPE_CHECKING:
     from ._requests import Request
 
 __all__ = [
-    "JobState", "Journal", "JournalEntry", "SQLiteJournal", "is_postgres_url", "payload_hash",
+    "JobState", "Journal", "JournalEntry", "LeaseLost", "SQLiteJournal", "is_postgres_url",
+    "payload_hash",
 ]
 
 log = logging.getLogger("octovid")
@@ -267,6 +268,8 @@ class Journal:
 
     __slots__ = ()
     path: str
+    #: Whether many workers may share it for one batch (leases, outcomes): PostgreSQL's.
+    shared: bool = False
 
     def __new__(cls, path: str | os.PathLike[str], *args: Any, **options: Any) -> Journal:
         kind: type[Journal] = cls
@@ -372,6 +375,10 @@ class Journal:
     async def flush(self) -> None:
         """Wait until every write queued so far is done."""
         raise NotImplementedError
+
+
+class LeaseLost(JournalError):
+    """Another worker holds the key now (this worker's lease ran out): it does not send it."""
 
 
 def is_postgres_url(path: object) -> bool:

@@ -42,7 +42,16 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import attrs
 
 from ._errors import ConfigError, JournalError
-from ._journal import JobState, Journal, JournalEntry, _canonical, _describe, _entry, _snapshot
+from ._journal import (
+    JobState,
+    Journal,
+    JournalEntry,
+    LeaseLost,
+    _canonical,
+    _describe,
+    _entry,
+    _snapshot,
+)
 from ._task import Task
 
 try:
@@ -53,7 +62,7 @@ except ImportError:  # pragma: no cover - the extra is not installed
 if TYPE_CHECKING:
     from ._requests import Request
 
-__all__ = ["LeaseLost", "LineOutcome", "PostgresJournal", "Progress", "redact_url"]
+__all__ = ["LineOutcome", "PostgresJournal", "Progress", "redact_url"]
 
 log = logging.getLogger("octovid")
 
@@ -128,10 +137,6 @@ def _secrets_of(url: str) -> list[str]:
     found = [parts.password] if parts.password else []
     found += [value for name, value in parse_qsl(parts.query) if name == "password" and value]
     return found
-
-
-class LeaseLost(JournalError):
-    """Another worker holds the key now (this worker's lease ran out): it does not send it."""
 
 
 @attrs.frozen
@@ -352,6 +357,7 @@ class PostgresJournal(Journal):
     """
 
     __slots__ = ("_conninfo", "_db", "_writer", "owner", "path")
+    shared = True
 
     def __init__(self, url: str | os.PathLike[str]) -> None:
         if psycopg is None:  # pragma: no cover - the extra is not installed
