@@ -1,4 +1,4 @@
-"""One batch run by many workers on a PostgreSQL journal: leases, takeovers, exactly-once creates."""
+"""One batch run by many workers on a PostgreSQL journal: takeovers, exactly-once creates."""
 
 from __future__ import annotations
 
