@@ -842,7 +842,15 @@ class BatchRun:
             if was is not None:
                 self.takeovers[line.key] = (was, now)
             state = _state_of(entry)
-            if state in (State.CREATE, State.RUNNING) or (state is State.DONE and self._download):
+            if state is State.RUNNING and entry.task_id is not None and was is not None:
+                # Taken from a worker that died: its snapshot is a lease old, so ask at once.
+                job = self._client.watch(entry.task_id, deadline=self._deadline,
+                                         route=entry.route)
+                self._jobs[line.key] = job
+                held[line.key] = asyncio.ensure_future(
+                    self._shared_line(journal, line, entry, job, given_up)
+                )
+            elif state is State.CREATE or (state is State.DONE and self._download):
                 submit.append(line)
             else:
                 held[line.key] = asyncio.ensure_future(

@@ -141,3 +141,38 @@ async def test_an_uncertain_create_is_finished_uncertain_and_never_sent_again(
     assert sent == creates == 3  # the dropped answer's task exists, once; nothing sent again
     for run_results in results:
         assert sorted(r.status for r in run_results) == ["completed", "completed", "uncertain"]
+
+
+async def test_a_worker_stopped_with_ctrl_c_hands_its_lines_over_at_once(tmp_path, database):
+    """SIGINT releases the worker's leases: another finishes its lines without waiting a lease."""
+    batch = write_batch(tmp_path / "batch.jsonl", 6)
+    async with Simulator(seed=2, duration=(1.0, 1.0)) as sim:
+        first = await worker(sim, batch, tmp_path / "a", database, lease=60.0)
+        while len(sim.tasks) < 3:  # noqa: ASYNC110 - the simulator has no event to wait on
+            await asyncio.sleep(0.02)
+        first.send_signal(signal.SIGINT)
+        await asyncio.wait_for(first.communicate(), 30)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        second = await worker(sim, batch, tmp_path / "b", database, lease=60.0)
+        _, err = await asyncio.wait_for(second.communicate(), 40)
+        took = loop.time() - started
+        creates = creates_per_task_body(sim)
+    assert first.returncode == 130
+    assert second.returncode == 0, err.decode()
+    assert took < 30  # far less than the 60 s lease the first worker held
+    assert creates == {1: 6}
+
+
+async def test_an_unreachable_database_stops_the_command_without_its_password(tmp_path):
+    """A journal URL nobody answers at: exit 1, one line naming it, the password hidden."""
+    batch = write_batch(tmp_path / "batch.jsonl", 2)
+    async with Simulator() as sim:
+        w = await worker(sim, batch, tmp_path / "out", "postgresql://me:hunter22@127.0.0.1:9/j")
+        _, err = await asyncio.wait_for(w.communicate(), 30)
+        sent = [r for r in sim.requests if r.method == "POST"]
+    text = err.decode()
+    assert w.returncode == 1
+    assert "postgresql://me:***@127.0.0.1:9/j" in text and "hunter22" not in text
+    assert "Traceback" not in text
+    assert sent == []
