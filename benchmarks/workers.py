@@ -46,19 +46,20 @@ HERE = Path(__file__).parent
 RESULTS = HERE / "results"
 sys.path.insert(0, str(HERE.parent / "tests"))
 import servers  # noqa: E402 - the test servers' helpers, next to this folder
+from databases import admin  # noqa: E402
 
 SEED = 10
 WORKERS = 4
 
 
 async def start_worker(sim: Simulator, batch: Path, out: Path, database: str, *, lease: float,
-                       rate: float, log: Path) -> asyncio.subprocess.Process:
+                       rate: float, poll: float, log: Path) -> asyncio.subprocess.Process:
     """One worker: ``python -m octovid batch`` on the shared journal."""
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "octovid", "--api-key", sim.api_key, "--base-url", sim.url,
         "--rate-limit", str(rate), "--max-concurrency", "16", "--quiet", "batch", str(batch),
         "--out", str(out), "--journal", database, "--lease", str(lease),
-        "--poll-interval", "0.5",
+        "--poll-interval", str(poll),
         stdout=asyncio.subprocess.DEVNULL, stderr=log.open("wb"),
         env={**os.environ, "OCTOVID_API_KEY": ""},
     )
@@ -94,15 +95,15 @@ async def run(args: argparse.Namespace, workdir: Path, server_url: str) -> dict[
     batch = workdir / "batch.jsonl"
     batch.write_text("".join(json.dumps({**body, "key": f"line-{n:04d}"}) + "\n"
                              for n, body in enumerate(bodies, 1)))
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute("CREATE DATABASE octovid_bench")
+    with admin(server_url) as db:
+        db.execute("CREATE DATABASE octovid_bench")
     database = server_url.rsplit("/", 1)[0] + "/octovid_bench"
     idle = min(1.0, args.lease / 6)
     async with Simulator(workload=workload, time_scale=args.scale, seed=SEED) as sim:
         started = time.time()
         outs = [workdir / f"out-{n}" for n in range(WORKERS)]
         procs = [await start_worker(sim, batch, out, database, lease=args.lease, rate=args.rate,
-                                    log=workdir / f"worker-{n}.log")
+                                    poll=args.poll, log=workdir / f"worker-{n}.log")
                  for n, out in enumerate(outs)]
         while len(sim.tasks) < args.lines // 2:  # noqa: ASYNC110 - no event to wait on
             await asyncio.sleep(0.02)
@@ -126,6 +127,11 @@ async def run(args: argparse.Namespace, workdir: Path, server_url: str) -> dict[
         downloads = Counter(r.task_id for r in sim.requests
                             if r.route == "cdn" and r.status in (200, 206) and r.task_id)
         ready = {task.id: task.wall_terminal_at for task in sim.tasks.values()}
+        after: dict[str, dict[str, float]] = {}  # task -> its first poll and download after kill
+        for r in sim.requests:
+            if r.task_id and r.wall >= killed_at:
+                kind = "download" if r.route == "cdn" else "poll"
+                after.setdefault(r.task_id, {}).setdefault(kind, r.wall - killed_at)
         requests = len([r for r in sim.requests if r.route != "cdn"])
     with psycopg.connect(database, autocommit=True) as db:
         jobs = db.execute("SELECT key, task_id, status, file, sha256 FROM octovid_jobs").fetchall()
@@ -143,10 +149,15 @@ async def run(args: argparse.Namespace, workdir: Path, server_url: str) -> dict[
                     <= killed_at]
     ready_finish = [finished_at[key] - killed_at for key in ready_before if finished_at.get(key)]
     bound = args.lease + idle
+    steps = {key: {"taken": taken[key] - killed_at if taken[key] else None,
+                   **after.get(by_key[key][0] or "", {}),
+                   "finished": finished_at[key] - killed_at if finished_at.get(key) else None}
+             for key in ready_before}
     return {
         "workload": args.workload, "lines": args.lines, "workers": WORKERS,
         "time_scale": args.scale, "lease": args.lease, "idle_poll": idle, "bound": bound,
-        "rate_per_worker": args.rate, "wall": ended - started, "killed_after": killed_at - started,
+        "rate_per_worker": args.rate, "poll_interval": args.poll, "wall": ended - started,
+        "killed_after": killed_at - started,
         "exit_codes": codes,
         "duplicate_creates": sum(n - 1 for n, count in creates.items() for _ in range(count)),
         "tasks": sum(creates.values()), "lost": args.lines - sum(outcomes.values()),
@@ -162,6 +173,10 @@ async def run(args: argparse.Namespace, workdir: Path, server_url: str) -> dict[
         "ready_lines": len(ready_before),
         "ready_finished_max": max(ready_finish, default=float("nan")),
         "within_bound": bool(takeover) and max(takeover) <= bound,
+        "ready_poll_after_takeover_max": max(
+            (v["poll"] - v["taken"] for v in steps.values()
+             if v.get("poll") is not None and v.get("taken") is not None), default=float("nan")),
+        "ready_steps": steps,  # per line ready before the kill: seconds after it of each step
     }
 
 
@@ -171,6 +186,8 @@ def markdown(result: dict[str, Any], command: str) -> str:
         ("lines / workers / killed", f"{r['lines']} / {r['workers']} / 1 (SIGKILL at "
                                      f"{r['killed_after']:.1f} s, half the lines created)"),
         ("workload, time scale", f"{r['workload']}, /{r['time_scale']:g}"),
+        ("each worker: --rate-limit, --poll-interval",
+         f"{r['rate_per_worker']:g}/s, {r['poll_interval']:g} s"),
         ("tasks created / duplicate creates", f"{r['tasks']} / {r['duplicate_creates']}"),
         ("lines lost (no outcome)", str(r["lost"])),
         ("outcomes", ", ".join(f"{k} {v}" for k, v in sorted(r["outcomes"].items()))),
@@ -186,6 +203,8 @@ def markdown(result: dict[str, Any], command: str) -> str:
         ("killed lines finished, max after the kill", f"{r['finished_max']:.2f} s"),
         ("of them ready at the gateway before the kill: finished max",
          f"{r['ready_lines']} lines, {r['ready_finished_max']:.2f} s"),
+        ("of them: first poll after the takeover, max",
+         f"{r['ready_poll_after_takeover_max']:.2f} s"),
         ("gateway requests per line", f"{r['requests_per_line']:.2f}"),
         ("wall time", f"{r['wall']:.1f} s"),
         ("surviving workers' exit codes", " ".join(map(str, r["exit_codes"]))),
@@ -206,6 +225,8 @@ def main() -> int:
     parser.add_argument("--scale", type=float, default=30.0, help="time scale (default 30)")
     parser.add_argument("--lease", type=float)
     parser.add_argument("--rate", type=float, default=10.0, help="each worker's rate limit")
+    parser.add_argument("--poll", type=float, default=0.5,
+                        help="each worker's --poll-interval (default 0.5)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     args.lines = args.lines or (120 if args.quick else 400)

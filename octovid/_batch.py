@@ -34,6 +34,7 @@ import enum
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -96,6 +97,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("octovid")
+_LEASE_GAP = 0.1  # seconds between two lease rounds of a busy worker, at least
 
 MANIFEST = "manifest.jsonl"
 _KEY_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
@@ -792,15 +794,25 @@ class BatchRun:
         held: dict[str, asyncio.Task[None]] = {}  # key -> the task running its line here
         given_up: set[str] = set()  # unfinished here (a deadline, a lost lease): not again
         idle = min(1.0, self._lease / 6)  # how often a worker with nothing to do looks again
+        last = -math.inf  # the loop's time of the last lease round
         heartbeat = asyncio.ensure_future(self._heartbeat(journal, held, given_up))
+        loop = asyncio.get_running_loop()
         try:
             while self._fatal is None:
+                if held and loop.time() - last < _LEASE_GAP:
+                    await asyncio.sleep(_LEASE_GAP)  # lines ending in a burst: one lease round
+                last = loop.time()
                 waiting = sum(1 for key in held
                               if (job := self._jobs.get(key)) is None or job.id is None)
-                leased: list[tuple[JournalEntry, str | None]] = []
+                # Lines to create, as many as the window has room for; lines created already
+                # (a dead worker's, to watch and download) whatever the window.
+                leased = await journal.lease(batch.digest, self._window, self._lease,
+                                             skip=[*held, *given_up], sent=True)
                 if waiting < self._window:
-                    leased = await journal.lease(batch.digest, self._window - waiting,
-                                                 self._lease, skip=[*held, *given_up])
+                    leased += await journal.lease(
+                        batch.digest, self._window - waiting, self._lease,
+                        skip=[*held, *given_up, *(entry.key for entry, _ in leased)],
+                    )
                 self._start_lines(journal, [(by_key[entry.key], entry, was)
                                             for entry, was in leased], held, given_up)
                 if not held and not leased:

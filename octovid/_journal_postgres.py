@@ -660,14 +660,18 @@ class PostgresJournal(Journal):
         await self._submit(write, f"the lines of batch {batch[:12]}")
         return await self.claim([(key, request) for _, key, request in lines])
 
-    async def lease(self, batch: str, limit: int, seconds: float,
-                    skip: Sequence[str] = ()) -> list[tuple[JournalEntry, str | None]]:
+    async def lease(self, batch: str, limit: int, seconds: float, skip: Sequence[str] = (),
+                    *, sent: bool = False) -> list[tuple[JournalEntry, str | None]]:
         """Lease up to ``limit`` unfinished lines of ``batch`` nobody holds, in file order.
+
+        With ``sent``, only lines whose create was sent (to watch, download or report
+        uncertain): a worker busy creating its own lines still takes those over at once.
 
         Returns:
             Each leased key's entry, and the worker whose lease on it had run out (or None).
         """
         owner = self.owner
+        which = " AND j.state IN ('sending', 'created')" if sent else ""
 
         async def write(
             conn: psycopg.AsyncConnection[Any],
@@ -676,7 +680,7 @@ class PostgresJournal(Journal):
                 "WITH picked AS (SELECT j.key, j.owner AS was FROM octovid_batch_lines b"
                 " JOIN octovid_jobs j ON j.key = b.key"
                 " WHERE b.batch = %s AND b.outcome IS NULL AND NOT (b.key = ANY(%s))"
-                " AND (j.owner IS NULL OR j.lease_until < now())"
+                f" AND (j.owner IS NULL OR j.lease_until < now()){which}"
                 " ORDER BY b.number LIMIT %s FOR UPDATE OF j SKIP LOCKED)"
                 " UPDATE octovid_jobs AS t SET owner = %s,"
                 " lease_until = now() + make_interval(secs => %s)"
