@@ -829,7 +829,9 @@ class BatchRun:
                 else:
                     await asyncio.sleep(idle)
                 for key in [key for key, task in held.items() if task.done()]:
-                    del held[key]
+                    task = held.pop(key)
+                    if not task.cancelled() and (error := task.exception()) is not None:
+                        raise error  # its outcome could not be recorded: the journal is gone
         finally:
             heartbeat.cancel()
             for task in held.values():

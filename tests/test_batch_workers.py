@@ -176,3 +176,15 @@ async def test_an_unreachable_database_stops_the_command_without_its_password(tm
     assert "postgresql://me:***@127.0.0.1:9/j" in text and "hunter22" not in text
     assert "Traceback" not in text
     assert sent == []
+
+
+async def test_a_dry_run_on_a_shared_journal_sends_nothing(tmp_path, database):
+    """--dry-run with a postgresql:// journal says what a run would do and sends nothing."""
+    batch = write_batch(tmp_path / "batch.jsonl", 4)
+    async with Simulator() as sim:
+        w = await worker(sim, batch, tmp_path / "out", database, "--dry-run")
+        out, err = await asyncio.wait_for(w.communicate(), 30)
+        sent = list(sim.requests)
+    assert w.returncode == 0, err.decode()
+    assert json.loads(out.decode().splitlines()[0])["plan"]["create"] == 4
+    assert sent == []
