@@ -17,7 +17,13 @@ Three steps, each usable on its own:
 Where journals live: one journal per gateway in the user's data directory
 (:func:`default_journal`), whatever the batch file or the output directory, so that running a
 file again, from elsewhere or into another directory, finds what an earlier run created. A
-journal is used by one batch at a time (:class:`JournalLock`).
+SQLite journal is used by one batch at a time (:class:`JournalLock`).
+
+Many workers, one batch: on a shared journal (PostgreSQL), every worker running the same file
+leases lines from the journal a few at a time, renews its leases while it lives, and records
+each line's outcome; a line is created, watched and downloaded by the worker that holds it. A
+worker killed leaves its lines to the others once its leases run out; every worker runs until
+every line of the batch is finished, whoever finished it.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ import contextlib
 import enum
 import hashlib
 import json
+import logging
+import math
 import os
 import re
 import shutil
@@ -35,7 +43,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, cast
 from urllib.parse import urlsplit
 
 import attrs
@@ -52,12 +60,15 @@ from ._errors import (
     WaitTimeoutError,
 )
 from ._jobs import Job
-from ._journal import JobState, Journal, JournalEntry, payload_hash
+from ._journal import JobState, Journal, JournalEntry, LeaseLost, payload_hash
 from ._requests import Request, journal_payload, request_from_dict
 from ._task import Status, Task
 
 if sys.platform != "win32":
     import fcntl
+
+if TYPE_CHECKING:
+    from ._journal_postgres import PostgresJournal
 
 __all__ = [
     "FINISHED",
@@ -84,6 +95,9 @@ __all__ = [
     "register_journal",
     "registered_journals",
 ]
+
+log = logging.getLogger("octovid")
+_LEASE_GAP = 0.1  # seconds between two lease rounds of a busy worker, at least
 
 MANIFEST = "manifest.jsonl"
 _KEY_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
@@ -155,6 +169,7 @@ class BatchFile:
 
     path: Path
     lines: tuple[Line, ...]
+    digest: str = ""  #: the sha256 of the file's bytes: the batch's name in a shared journal
 
     @property
     def width(self) -> int:
@@ -285,7 +300,7 @@ def read_batch(
         problems.append(f"{path} holds no requests")
     if problems:
         raise BatchFileError(problems)
-    return BatchFile(path, tuple(lines))
+    return BatchFile(path, tuple(lines), hashlib.sha256(raw).hexdigest())
 
 
 # -- the plan ------------------------------------------------------------------------------
@@ -615,16 +630,23 @@ class BatchRun:
         download: Whether to download the videos.
         deadline: Seconds for each job; None for the client's default.
         on_result: Called with each line's result as it is known.
+        lease: On a shared journal: seconds a worker's hold on a line lasts without renewal
+            (renewed every third of it); a worker killed leaves its lines for this long.
+        window: On a shared journal: lines a worker leases at most before they are created.
+
+    On a shared journal (:attr:`Journal.shared`) the run is one worker of many: it works on the
+    lines it leases and returns when every line of the batch is finished, by it or by others.
     """
 
     __slots__ = (
-        "_client", "_deadline", "_done_at", "_download", "_fatal", "_jobs", "_on_result",
-        "_started", "out", "plan", "results",
+        "_client", "_deadline", "_done_at", "_download", "_fatal", "_jobs", "_lease",
+        "_on_result", "_started", "_window", "out", "plan", "results", "takeovers",
     )
 
     def __init__(
         self, client: Client, plan: Plan, out: str | os.PathLike[str], *, download: bool = True,
         deadline: float | None = None, on_result: Callable[[LineResult], None] | None = None,
+        lease: float = 30.0, window: int = 32,
     ) -> None:
         self._client = client
         self.plan = plan
@@ -637,6 +659,14 @@ class BatchRun:
         self._fatal: OctovidError | None = None
         self._started = time.monotonic()
         self._done_at: list[float] = []
+        if not 0 < lease < float("inf"):
+            raise ValueError(f"lease must be a positive number of seconds, not {lease!r}")
+        if window < 1:
+            raise ValueError(f"window must be at least 1 line, not {window!r}")
+        self._lease = float(lease)
+        self._window = window
+        #: key -> (the worker whose lease ran out, when this one took the line over)
+        self.takeovers: dict[str, tuple[str, float]] = {}
 
     def __repr__(self) -> str:
         return f"<BatchRun {len(self.results)}/{len(self.plan.states)} finished>"
@@ -720,6 +750,9 @@ class BatchRun:
     async def _run(self) -> None:
         plan, journal = self.plan, self._client.journal
         assert journal is not None, "a batch runs with a journal"
+        if journal.shared:
+            await self._run_shared(cast("PostgresJournal", journal))
+            return
         for key in plan.forget:
             journal.forget(key)
         submit: list[Line] = []
@@ -771,6 +804,185 @@ class BatchRun:
         if self._fatal is not None:
             raise BatchStopped(self._fatal)
 
+    # -- one worker of many --------------------------------------------------------------
+
+    async def _run_shared(self, journal: PostgresJournal) -> None:
+        """Lease lines, run them, record their outcomes; until the whole batch is finished."""
+        batch = self.plan.batch
+        by_key = {line.key: line for line in batch.lines}
+        entries = await journal.register(batch.digest, str(batch.path),
+                                         [(line.number, line.key, line.request)
+                                          for line in batch.lines])
+        problems = [f"{batch.path}:{line.number}: {entry}"
+                    for line, entry in zip(batch.lines, entries, strict=True)
+                    if isinstance(entry, Exception)]
+        if problems:
+            raise BatchFileError(problems)
+        held: dict[str, asyncio.Task[None]] = {}  # key -> the task running its line here
+        given_up: set[str] = set()  # unfinished here (a deadline, a lost lease): not again
+        idle = min(1.0, self._lease / 6)  # how often a worker with nothing to do looks again
+        last = -math.inf  # the loop's time of the last lease round
+        heartbeat = asyncio.ensure_future(self._heartbeat(journal, held, given_up))
+        loop = asyncio.get_running_loop()
+        try:
+            while self._fatal is None:
+                if held and loop.time() - last < _LEASE_GAP:
+                    await asyncio.sleep(_LEASE_GAP)  # lines ending in a burst: one lease round
+                last = loop.time()
+                waiting = sum(1 for key in held
+                              if (job := self._jobs.get(key)) is None or job.id is None)
+                # Lines to create, as many as the window has room for; lines created already
+                # (a dead worker's, to watch and download) whatever the window.
+                leased = await journal.lease(batch.digest, self._window, self._lease,
+                                             skip=[*held, *given_up], sent=True)
+                if waiting < self._window:
+                    leased += await journal.lease(
+                        batch.digest, self._window - waiting, self._lease,
+                        skip=[*held, *given_up, *(entry.key for entry, _ in leased)],
+                    )
+                self._start_lines(journal, [(by_key[entry.key], entry, was)
+                                            for entry, was in leased], held, given_up)
+                if not held and not leased:
+                    progress = await journal.progress(batch.digest)
+                    if progress.orphans:  # forgotten while the batch ran: claimed again
+                        await journal.claim([(key, by_key[key].request)
+                                             for key in progress.orphans if key in by_key])
+                        continue
+                    if progress.done or not progress.held:
+                        break  # finished; or what is left, this worker gave up already
+                if held:
+                    await asyncio.wait(list(held.values()), timeout=idle,
+                                       return_when=asyncio.FIRST_COMPLETED)
+                else:
+                    await asyncio.sleep(idle)
+                for key in [key for key, task in held.items() if task.done()]:
+                    task = held.pop(key)
+                    if not task.cancelled() and (error := task.exception()) is not None:
+                        raise error  # its outcome could not be recorded: the journal is gone
+        finally:
+            heartbeat.cancel()
+            for task in held.values():
+                task.cancel()
+            for job in self._jobs.values():
+                job.cancel()  # creates not yet sent are dropped; those on the wire finish
+            await asyncio.gather(heartbeat, *held.values(), return_exceptions=True)
+            with contextlib.suppress(OctovidError):
+                await asyncio.shield(journal.release())  # the others may take them at once
+        if self._fatal is not None:
+            raise BatchStopped(self._fatal)
+        await self._results_of_others(journal)
+
+    def _start_lines(
+        self, journal: PostgresJournal, leased: list[tuple[Line, JournalEntry, str | None]],
+        held: dict[str, asyncio.Task[None]], given_up: set[str],
+    ) -> None:
+        """Start the leased lines: finished from the journal, or submitted in one call."""
+        submit: list[Line] = []
+        now = time.time()
+        for line, entry, was in leased:
+            if was is not None:
+                self.takeovers[line.key] = (was, now)
+            state = _state_of(entry)
+            if state is State.RUNNING and entry.task_id is not None and was is not None:
+                # Taken from a worker that died: its snapshot is a lease old, so ask at once.
+                job = self._client.watch(entry.task_id, deadline=self._deadline,
+                                         route=entry.route)
+                self._jobs[line.key] = job
+                held[line.key] = asyncio.ensure_future(
+                    self._shared_line(journal, line, entry, job, given_up)
+                )
+            elif state is State.CREATE or (state is State.DONE and self._download):
+                submit.append(line)
+            else:
+                held[line.key] = asyncio.ensure_future(
+                    self._shared_line(journal, line, entry, None, given_up)
+                )
+        if not submit:
+            return
+        jobs = self._client.submit_many([line.request for line in submit],
+                                        keys=[line.key for line in submit],
+                                        deadline=self._deadline)
+        entries = {entry.key: entry for _, entry, _ in leased}
+        for line, job in zip(submit, jobs, strict=True):
+            self._jobs[line.key] = job
+            held[line.key] = asyncio.ensure_future(
+                self._shared_line(journal, line, entries[line.key], job, given_up)
+            )
+
+    async def _shared_line(self, journal: PostgresJournal, line: Line, entry: JournalEntry,
+                           job: Job | None, given_up: set[str]) -> None:
+        """Run one leased line to its outcome and record it; or give it back unfinished."""
+        if job is None:
+            state = _state_of(entry)
+            if state is State.UNCERTAIN:
+                self._finish(self._result(
+                    line, "uncertain", task_id=entry.task_id,
+                    error="its create was sent and never answered: it may exist and be billed",
+                ))
+            elif state is State.FAILED:
+                self._finish(self._result(line, "failed", task_id=entry.task_id,
+                                          error=entry.error or "no reason given",
+                                          policy=policy_failure(entry.error)))
+            else:
+                self._finish(self._result(line, "completed", task_id=entry.task_id,
+                                          video_url=entry.video_url))
+        elif _state_of(entry) is State.DONE and (
+            kept := await self._kept_file(line, entry)
+        ) is not None:
+            job.cancel()
+            self._finish(self._result(line, "completed", task_id=entry.task_id, file=kept[0],
+                                      sha256=kept[1], video_url=entry.video_url))
+        else:
+            await self._follow(line, job)
+        result = self.results.get(line.key)
+        if result is not None and result.status != "unfinished":
+            await asyncio.shield(journal.finish(self.plan.batch.digest, line.key,
+                                                result.status, result.error))
+        else:
+            given_up.add(line.key)
+            await asyncio.shield(journal.release([line.key]))
+
+    async def _heartbeat(self, journal: PostgresJournal, held: dict[str, asyncio.Task[None]],
+                         given_up: set[str]) -> None:
+        """Renew this worker's leases every third of a lease; drop the lines it lost."""
+        while True:
+            await asyncio.sleep(self._lease / 3)
+            keys = [key for key, task in held.items() if not task.done()]
+            if not keys:
+                continue
+            try:
+                kept = await journal.renew(keys, self._lease)
+            except OctovidError as exc:  # tried again at the next beat, within the lease
+                log.warning("octovid: could not renew the leases of %d lines: %s", len(keys), exc)
+                continue
+            for key in keys:
+                task = held.get(key)
+                if key not in kept and task is not None and not task.done():
+                    log.warning("octovid: the lease of line %r ran out and another worker took "
+                                "it: this worker lets it go", key)
+                    given_up.add(key)
+                    job = self._jobs.get(key)
+                    if job is not None:
+                        job.cancel()
+
+    async def _results_of_others(self, journal: PostgresJournal) -> None:
+        """The outcomes the other workers recorded, for the manifest."""
+        others = [line for line in self.plan.batch.lines if line.key not in self.results]
+        if not others:
+            return
+        outcomes = await journal.outcomes(self.plan.batch.digest)
+        entries = await journal.entries([line.key for line in others])
+        for line in others:
+            outcome, entry = outcomes.get(line.key), entries.get(line.key)
+            if outcome is None:
+                continue
+            self._finish(self._result(
+                line, outcome.outcome, task_id=entry.task_id if entry else None,
+                file=entry.file if entry else None, sha256=entry.sha256 if entry else None,
+                video_url=entry.video_url if entry else None, error=outcome.error,
+                policy=outcome.outcome == "failed" and policy_failure(outcome.error),
+            ), known=True)
+
     async def _follow(self, line: Line, job: Job) -> None:
         try:
             task: Task = await job
@@ -779,6 +991,8 @@ class BatchRun:
             if me is not None and me.cancelling():
                 raise
             return  # the job was cancelled: the run is ending
+        except LeaseLost:
+            return  # another worker holds the line now: its outcome is that worker's
         except OctovidError as exc:
             if self._fatal is None and self._stops_everything(exc):
                 self._fatal = exc
@@ -790,6 +1004,15 @@ class BatchRun:
                                       video_url=task.video_url))
             return
         target = self.out / file_name(line, self.plan.batch.width, _suffix(task))
+        shared = self._client.journal
+        if shared is not None and shared.shared and not await cast(
+            "PostgresJournal", shared
+        ).claim_download(line.key, self._lease):
+            entry = await asyncio.to_thread(shared.get, line.key)
+            if entry is not None and entry.file and entry.sha256:  # another worker's file
+                self._finish(self._result(line, "completed", task_id=task.id, file=entry.file,
+                                          sha256=entry.sha256, video_url=task.video_url))
+            return  # else the line is another worker's now
         try:
             path = await self._client.download(task, target)
         except OctovidError as exc:
@@ -800,7 +1023,7 @@ class BatchRun:
                                       error=f"download failed: {exc}"))
             return
         journal = self._client.journal
-        entry = journal.get(line.key) if journal is not None else None
+        entry = await asyncio.to_thread(journal.get, line.key) if journal is not None else None
         self._finish(self._result(line, "completed", task_id=task.id, file=str(path),
                                   sha256=entry.sha256 if entry is not None else None,
                                   video_url=task.video_url))
@@ -847,7 +1070,8 @@ class BatchRun:
     def _write_manifest(self) -> None:
         """Write ``manifest.jsonl`` atomically: one JSON object per line of the batch."""
         self.out.mkdir(parents=True, exist_ok=True)
-        part = self.manifest.with_name(self.manifest.name + ".part")
+        # A name of its own: workers sharing a batch may share the output directory.
+        part = self.manifest.with_name(f"{self.manifest.name}.{os.getpid()}.part")
         with part.open("w", encoding="utf-8") as file:
             for result in self.ordered():
                 file.write(json.dumps(result.record(), ensure_ascii=False) + "\n")

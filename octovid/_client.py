@@ -237,7 +237,7 @@ class Client:
         if self._journal is not None:
             await self._journal.flush()
             if self._owns_journal:
-                await asyncio.to_thread(self._journal.close)
+                await self._journal.aclose()
 
     @property
     def stats(self) -> Stats:

@@ -1,5 +1,8 @@
 """The journal: a SQLite file that makes batches safe to kill and run again.
 
+(:class:`Journal` is the interface; :class:`SQLiteJournal` this file's journal, and
+``_journal_postgres`` the one on PostgreSQL that many workers share.)
+
 For each idempotency key it keeps the request body (and its hash), the task id once the gateway
 returned it, the latest status, the result, and the downloaded file. The order of writes is
 what makes it safe (:class:`JobState`):
@@ -37,7 +40,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import attrs
 
@@ -46,7 +49,10 @@ from ._requests import Request, journal_payload
 from ._routes import Route
 from ._task import Status, Task
 
-__all__ = ["JobState", "Journal", "JournalEntry", "payload_hash"]
+__all__ = [
+    "JobState", "Journal", "JournalEntry", "LeaseLost", "SQLiteJournal", "is_postgres_url",
+    "payload_hash",
+]
 
 log = logging.getLogger("octovid")
 
@@ -252,13 +258,148 @@ def _resolve(future: asyncio.Future[Any] | None, result: Any) -> None:
 
 
 class Journal:
-    """A SQLite journal of idempotency keys, task ids, results and files.
+    """A journal of idempotency keys, task ids, results and files.
+
+    ``Journal(path)`` is a SQLite file (created if missing; ``":memory:"`` for a throwaway one),
+    for batches on one machine. ``Journal("postgresql://user@host/db")`` (or ``postgres://``)
+    is a journal on PostgreSQL that many workers on many machines share for one batch (it needs
+    ``pip install 'octovid[postgres]'``). Both keep the same entries behind the same methods.
+
+    Reading (``get``, ``key_of``, iteration, ``len``) and ``forget`` are synchronous and quick;
+    the writes the client makes are coroutines or queued, and run off the event loop.
+    """
+
+    __slots__ = ()
+    path: str
+    #: Whether many workers may share it for one batch (leases, outcomes): PostgreSQL's.
+    shared: bool = False
+
+    def __new__(cls, path: str | os.PathLike[str], *args: Any, **options: Any) -> Journal:
+        kind: type[Journal] = cls
+        if cls is Journal:
+            if is_postgres_url(path):
+                from ._journal_postgres import PostgresJournal  # noqa: PLC0415 - optional
+
+                kind = PostgresJournal
+            else:
+                kind = SQLiteJournal
+        return super().__new__(kind)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.path}>"
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def close(self) -> None:
+        """Finish the queued writes and close the journal."""
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Finish the queued writes and close the journal, from inside the event loop."""
+        await self.flush()
+        await asyncio.to_thread(self.close)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def get(self, key: str) -> JournalEntry | None:
+        """The entry of ``key``, or None."""
+        raise NotImplementedError
+
+    def key_of(self, task_id: str) -> str | None:
+        """The key whose create returned ``task_id``, or None."""
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[JournalEntry]:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def forget(self, key: str) -> None:
+        """Drop ``key``: a later submit with it creates a new task (which may be billed)."""
+        raise NotImplementedError
+
+    # -- writing, off the event loop -------------------------------------------------------
+
+    async def claim(
+        self, items: Sequence[tuple[str, Request]]
+    ) -> list[JournalEntry | JournalError]:
+        """Record each (key, request) that is new, in one transaction; return every entry.
+
+        A key already held for a different request body gets a JournalError in its place.
+        """
+        raise NotImplementedError
+
+    async def sending(self, key: str) -> None:
+        """Record, and commit, that the create of ``key`` is about to go out.
+
+        Raises:
+            JournalError: It could not be recorded: the create must not be sent.
+        """
+        raise NotImplementedError
+
+    def created(self, key: str, task: Task) -> asyncio.Future[None]:
+        """Record the task id the gateway returned for ``key``, as soon as possible.
+
+        Returns:
+            A future done once the id is committed: a client reports a task created only then,
+            so that a process killed right after still leaves the id in the journal. If the
+            write fails, the future holds the JournalError, and the id is kept in memory and
+            written again (and logged).
+        """
+        raise NotImplementedError
+
+    def unsent(self, key: str) -> None:
+        """Record that the create of ``key`` was not sent after all (its caller left first)."""
+        raise NotImplementedError
+
+    def refused(self, key: str, error: BaseException) -> None:
+        """Record that the gateway refused the create of ``key``: nothing was billed."""
+        raise NotImplementedError
+
+    def uncertain(self, key: str, error: BaseException) -> None:
+        """Record that the create of ``key`` was sent and its answer lost."""
+        raise NotImplementedError
+
+    def update(self, task: Task) -> None:
+        """Record a new snapshot of a journaled task (ignored for other tasks)."""
+        raise NotImplementedError
+
+    async def downloaded(self, task_id: str, file: str, size: int, sha256: str) -> None:
+        """Record the verified file of a journaled task."""
+        raise NotImplementedError
+
+    async def flush(self) -> None:
+        """Wait until every write queued so far is done."""
+        raise NotImplementedError
+
+
+class LeaseLost(JournalError):
+    """Another worker holds the key now (this worker's lease ran out): it does not send it."""
+
+
+def is_postgres_url(path: object) -> bool:
+    """Whether a journal's location is a PostgreSQL URL (``postgresql://``, ``postgres://``)."""
+    return isinstance(path, str) and path.strip().lower().startswith(
+        ("postgresql://", "postgres://")
+    )
+
+
+class SQLiteJournal(Journal):
+    """A SQLite journal: :class:`Journal` of a file path, for batches on one machine.
 
     Args:
         path: The database file (created if missing); ``":memory:"`` for a throwaway one.
-
-    Reading (``get``, ``key_of``, iteration, ``len``) and ``forget`` are synchronous and quick;
-    the writes the client makes are coroutines or queued, and run on the journal's own thread.
     """
 
     __slots__ = ("_db", "_file", "_scratch", "_writer", "path")
@@ -294,21 +435,12 @@ class Journal:
         db.execute("PRAGMA busy_timeout=5000")
         return db
 
-    def __repr__(self) -> str:
-        return f"<Journal {self.path}>"
-
     def close(self) -> None:
         """Finish the queued writes and close the database."""
         self._writer.close()
         self._db.close()
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
-
-    def __enter__(self) -> Journal:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     # -- reading ---------------------------------------------------------------------------
 

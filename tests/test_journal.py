@@ -1,4 +1,7 @@
-"""The journal: its states on disk, and Client.submit(key=...) resuming from it."""
+"""The journal: its states on disk, and Client.submit(key=...) resuming from it.
+
+The tests taking ``location`` run on both journals, SQLite and PostgreSQL (interface parity).
+"""
 
 from __future__ import annotations
 
@@ -7,19 +10,30 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from databases import fresh_database
 
 import octovid
 from octovid import Journal, JournalEntry, Status, Task
-from octovid._journal import JobState
+from octovid._journal import JobState, SQLiteJournal
 from octovid.testing import Simulator
 
 FAST = octovid.PollPolicy(initial=0.1, max_interval=0.3, deadline=30)
 REQUEST = octovid.SoraRequest("x")
 
 
-async def test_claim_is_idempotent_and_refuses_another_body(tmp_path):
+@pytest.fixture(params=["sqlite", "postgres"])
+def location(request, tmp_path):
+    """Where a journal lives: a SQLite file, or a fresh PostgreSQL database of its own."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "j.db")
+        return
+    with fresh_database(request.getfixturevalue("postgres_url")) as url:
+        yield url
+
+
+async def test_claim_is_idempotent_and_refuses_another_body(location):
     """Claiming a key twice for one body is a no-op; for another body it is an error."""
-    with Journal(tmp_path / "j.db") as journal:
+    async with Journal(location) as journal:
         [first] = await journal.claim([("k", REQUEST)])
         [again] = await journal.claim([("k", octovid.SoraRequest("x"))])
         [other] = await journal.claim([("k", octovid.SoraRequest("y"))])
@@ -29,9 +43,9 @@ async def test_claim_is_idempotent_and_refuses_another_body(tmp_path):
         assert len(journal) == 1
 
 
-async def test_states_survive_reopening(tmp_path):
+async def test_states_survive_reopening(location):
     """What is written is on disk at once: a new Journal on the file reads it back."""
-    path = tmp_path / "j.db"
+    path = location
     journal = Journal(path)
     await journal.claim([("a", REQUEST), ("b", octovid.SoraRequest("b"))])
     await journal.sending("a")
@@ -51,8 +65,8 @@ async def test_states_survive_reopening(tmp_path):
     assert [entry.key for entry in reopened] == ["a", "b"]
     reopened.forget("a")
     assert reopened.get("a") is None
-    journal.close()
-    reopened.close()
+    await journal.aclose()
+    await reopened.aclose()
 
 
 async def test_a_hundred_thousand_claims_are_one_transaction_off_the_loop(tmp_path):
@@ -162,9 +176,9 @@ async def test_keys_need_a_journal():
             client.submit(octovid.SoraRequest("x"), key="k")
 
 
-async def test_a_key_is_created_once_across_clients(tmp_path):
+async def test_a_key_is_created_once_across_clients(location):
     """A second client on the same journal watches the key's task instead of creating it."""
-    path = tmp_path / "j.db"
+    path = location
     request = octovid.SoraRequest("only once")
     async with Simulator(duration=(1.0, 1.0)) as sim:
         async with octovid.Client(sim.api_key, sim.url, poll=FAST, journal=path) as client:
@@ -184,9 +198,9 @@ async def test_a_key_is_created_once_across_clients(tmp_path):
     assert list(sim.creates_per_body().values()) == [1]
 
 
-async def test_unanswered_create_is_not_repeated_by_a_new_run(tmp_path):
+async def test_unanswered_create_is_not_repeated_by_a_new_run(location):
     """A key whose create went unanswered is reported uncertain, not created again."""
-    path = tmp_path / "j.db"
+    path = location
     request = octovid.GrokRequest("lost answer")
     async with Simulator() as sim:
         sim.inject("create", drop="after")
@@ -203,16 +217,16 @@ async def test_unanswered_create_is_not_repeated_by_a_new_run(tmp_path):
     assert list(sim.creates_per_body().values()) == [2]  # only after forget()
 
 
-async def test_refused_create_may_be_created_by_a_new_run(tmp_path):
+async def test_refused_create_may_be_created_by_a_new_run(location):
     """A create the gateway refused billed nothing: the next run creates it."""
-    path = tmp_path / "j.db"
+    path = location
     request = octovid.ViduRequest("refused first")
     async with Simulator(quota=0) as broke, octovid.Client(
         broke.api_key, broke.url, journal=path
     ) as client:
         with pytest.raises(octovid.InsufficientQuotaError):
             await client.submit(request, key="v")
-    with Journal(path) as journal:
+    async with Journal(path) as journal:
         entry = journal.get("v")
         assert entry is not None and entry.state is JobState.REFUSED
     async with Simulator() as sim, octovid.Client(
@@ -222,10 +236,10 @@ async def test_refused_create_may_be_created_by_a_new_run(tmp_path):
     assert task.status is Status.COMPLETED
 
 
-async def test_a_key_reused_for_another_request_is_refused(tmp_path):
+async def test_a_key_reused_for_another_request_is_refused(location):
     """A known key submitted with a different body fails with JournalError; nothing is sent."""
     async with Simulator() as sim, octovid.Client(
-        sim.api_key, sim.url, journal=tmp_path / "j.db"
+        sim.api_key, sim.url, journal=location
     ) as client:
         first = client.submit(octovid.SoraRequest("first"), key="k")
         await first.created()
@@ -238,7 +252,7 @@ async def test_a_key_reused_for_another_request_is_refused(tmp_path):
     assert sum(r.route == "create" for r in sim.requests) == 1
 
 
-class _SlowJournal(Journal):
+class _SlowJournal(SQLiteJournal):
     """A journal whose 'sending' write is followed by a pause: a window to cancel in."""
 
     __slots__ = ("writing",)

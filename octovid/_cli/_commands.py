@@ -37,6 +37,7 @@ from octovid._batch import (
     register_journal,
     registered_journals,
 )
+from octovid._journal import is_postgres_url
 
 from . import _catalog
 from ._display import BatchProgress, TaskProgress, summary_lines, terminal_size
@@ -366,6 +367,8 @@ async def cmd_batch(args: argparse.Namespace, output: Output) -> int:
     if not args.dry_run:
         api_key(args)
         await reachable(url, args.timeout)
+    if is_postgres_url(args.journal):
+        return await _batch_shared(args, output, batch)
     journal_path, out = _places(args, url)
     with JournalLock(journal_path):
         journal = await asyncio.to_thread(octovid.Journal, journal_path)
@@ -384,6 +387,27 @@ async def cmd_batch(args: argparse.Namespace, output: Output) -> int:
                 results = await _run_batch(args, output, client, plan, out)
         finally:
             journal.close()
+    return _summarise(args, output, results, out)
+
+
+async def _batch_shared(args: argparse.Namespace, output: Output, batch: BatchFile) -> int:
+    """One worker of a batch shared on PostgreSQL: no lock, every worker runs the same file."""
+    for flag in ("retry_failed", "retry_uncertain"):
+        if getattr(args, flag):
+            raise UsageError(f"--{flag.replace('_', '-')} does not work with a postgresql:// "
+                             "journal yet: run it once with a SQLite journal, or forget the "
+                             "keys with octovid.Journal(URL).forget(key)")
+    journal = await asyncio.to_thread(octovid.Journal, args.journal)
+    out = _places(args, args.journal)[1]
+    try:
+        plan = await asyncio.to_thread(make_plan, batch, journal)
+        _say_plan(args, output, plan, journal.path)
+        if args.dry_run:
+            return EXIT_OK
+        async with make_client(args, journal=journal) as client:
+            results = await _run_batch(args, output, client, plan, out)
+    finally:
+        await journal.aclose()
     return _summarise(args, output, results, out)
 
 
@@ -427,7 +451,7 @@ def _elsewhere_message(plan: Plan, elsewhere: dict[str, int]) -> str:
             "--create-again")
 
 
-def _say_plan(args: argparse.Namespace, output: Output, plan: Plan, journal: Path) -> None:
+def _say_plan(args: argparse.Namespace, output: Output, plan: Plan, journal: Path | str) -> None:
     """Say what the run will do, before it does anything."""
     if output.as_json:
         counts = {state.name.lower(): plan.count(state) for state in State}
@@ -480,7 +504,7 @@ async def _run_batch(args: argparse.Namespace, output: Output, client: octovid.C
                      plan: Plan, out: Path) -> list[LineResult]:
     on_result = (lambda result: output.json(result.record())) if output.as_json else None
     run = BatchRun(client, plan, out, download=not args.no_download, deadline=args.deadline,
-                   on_result=on_result)
+                   on_result=on_result, lease=getattr(args, "lease", 30.0))
     progress = BatchProgress(run.snapshot, quiet=args.quiet or output.as_json)
     with progress.shown() as refresh:
         return await _drive(run.run(), refresh)

@@ -150,9 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("file", metavar="FILE.jsonl")
     batch.add_argument("--out", metavar="DIR", required=True,
                        help="where the videos (0007-<key>.mp4) and manifest.jsonl go")
-    batch.add_argument("--journal", metavar="PATH",
+    batch.add_argument("--journal", metavar="PATH|URL",
                        help="the journal (default: one per gateway, in "
-                       "$XDG_DATA_HOME/octovid/journals/)")
+                       "$XDG_DATA_HOME/octovid/journals/); a postgresql:// URL shares the "
+                       "batch between workers that run this command on the same file")
+    batch.add_argument("--lease", type=_positive, metavar="S", default=30.0,
+                       help="with a postgresql:// journal: seconds before the lines of a "
+                       "worker that died go to the others (default: %(default)g)")
     batch.add_argument("--deadline", type=_positive, metavar="S",
                        help="give up on a job after S seconds (default: 1 hour)")
     batch.add_argument("--no-download", action="store_true", help="only create and wait")
