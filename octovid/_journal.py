@@ -234,6 +234,23 @@ class _Writer:
                         self.path, key)
 
 
+def _matched(
+    rows: Sequence[tuple[Any, ...]], found: Mapping[str, JournalEntry]
+) -> list[JournalEntry | JournalError]:
+    """Each claimed row's entry, or a JournalError where its key holds another request."""
+    out: list[JournalEntry | JournalError] = []
+    for key, _, digest, *_ in rows:
+        entry = found[key]
+        if entry.payload_hash != digest:
+            out.append(JournalError(
+                f"the key {key!r} was used before for a different request "
+                f"({_describe(entry.payload)}); use another key, or forget this one"
+            ))
+        else:
+            out.append(entry)
+    return out
+
+
 def _retrieved(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()  # logged where it was kept; nobody need wait for it
@@ -509,17 +526,7 @@ class SQLiteJournal(Journal):
                 query = f"SELECT * FROM jobs WHERE key IN ({marks})"
                 for row in db.execute(query, chunk).fetchall():
                     found[row[0]] = _entry(row)
-            out: list[JournalEntry | JournalError] = []
-            for key, _, digest, _, _ in rows:
-                entry = found[key]
-                if entry.payload_hash != digest:
-                    out.append(JournalError(
-                        f"the key {key!r} was used before for a different request "
-                        f"({_describe(entry.payload)}); use another key, or forget this one"
-                    ))
-                else:
-                    out.append(entry)
-            return out
+            return _matched(rows, found)
 
         future = self._writer.submit(write, wait=True, what=f"{len(items)} claims")
         assert future is not None

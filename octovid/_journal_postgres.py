@@ -48,8 +48,8 @@ from ._journal import (
     JournalEntry,
     LeaseLost,
     _canonical,
-    _describe,
     _entry,
+    _matched,
     _retrieved,
     _snapshot,
 )
@@ -503,17 +503,7 @@ class PostgresJournal(Journal):
                     ([row[0] for row in rows],),
                 )
                 found = {entry.key: entry for entry in map(_entry, await cursor.fetchall())}
-            out: list[JournalEntry | JournalError] = []
-            for key, _, digest, _, _ in rows:
-                entry = found[key]
-                if entry.payload_hash != digest:
-                    out.append(JournalError(
-                        f"the key {key!r} was used before for a different request "
-                        f"({_describe(entry.payload)}); use another key, or forget this one"
-                    ))
-                else:
-                    out.append(entry)
-            return out
+            return _matched(rows, found)
 
         result: list[JournalEntry | JournalError] = await self._submit(
             write, f"{len(items)} claims"
