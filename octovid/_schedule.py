@@ -4,21 +4,31 @@ A poll costs a request from the key's budget; the only poll that is never wasted
 finds the task finished. The schedule spends polls where they are likely to find one, within a
 bound on how late a completion may be seen (``max_interval``):
 
-* **Progress that agrees.** Two estimates of the end from the last progress samples (timed by
-  the answers' own ``status_update_time`` when they carry one) that agree within a refresh
-  period (or a tenth of what remains): the next poll aims just past that end, even if it is
-  further than ``max_interval`` away, but never more than ``8 * max_interval`` ahead (a far
-  end is checked again on the way).
+* **Progress that agrees.** Two estimates of the end from the last three progress samples (timed
+  by the answers' own ``status_update_time`` when they carry one; with fewer samples the
+  task's start counts as progress 0) that agree within a refresh period (or a tenth of what
+  remains): the next poll aims at that end plus half to one refresh period, when the gateway
+  shows it, even if that is further than ``max_interval`` away, but never more than
+  ``8 * max_interval`` ahead (a far end is checked again on the way).
 * **Progress that does not agree yet**, or a single sample (read against the start): the end
   is uncertain (spread ``s``) and the next poll comes when a completion could first be
   ``max_interval`` old, ``end - 2 s + max_interval``, and ``max_interval`` from now at most.
-* **No usable progress, but finished tasks of the model** (20 at least): their durations are a
-  distribution ``F``. The next poll after a poll at age ``a`` comes at the age where a
-  completion since ``a`` has become likely enough to risk being late: the
-  ``F(a) + 2% (1 - F(a))`` quantile, plus ``max_interval``. Where completions are rare the
-  gaps are long; where they are dense, about ``max_interval``.
-* **Nothing known** (a cold start, a stall, an end that passed): geometric growth from
-  ``initial`` by ``factor`` up to ``max_interval``, counted from the last change of progress.
+* **No agreed end, but a duration distribution for the model**: the durations of its finished
+  tasks (the 256 most recent, from this run and from the journal's earlier runs), beside a prior
+  of 40 durations from the family's public figures (:data:`PRIORS`: Veo, Sora, Grok, Vidu,
+  Jimeng, Kling, Seedance), which stands in until 20 have finished and stays beyond the longest
+  of them, so that a cold start has a distribution and a task older than every finished one is
+  still judged by the family's tail. Until 20 have finished, the first poll still comes after
+  ``initial`` (the figures may not be this gateway's); the prior aims the polls after it.
+  The next poll after
+  a poll at age ``a`` comes at the age where a completion since ``a`` has become likely enough
+  to risk being late: the ``F(a) + 0.5% (1 - F(a))`` quantile, plus ``max_interval``. Where
+  completions are rare (the first minutes of a Sora job) the gaps are long; where they are
+  dense, about ``max_interval``; a late completion is one in two hundred per gap.
+* **Nothing known** (a model of no known family before 20 of its tasks finished, a task older
+  than every duration known, a stall or an end that passed without a distribution): geometric
+  growth from ``initial`` by ``factor`` up to ``max_interval``, counted from the last change of
+  progress.
 * **The gateway's refresh period**: its stored state changes only every ``refresh`` seconds (15,
   Veo excepted: fetched live), so a task is never polled twice within one.
 
@@ -31,17 +41,21 @@ from __future__ import annotations
 import bisect
 import math
 import random
+import statistics
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
 import attrs
 
-__all__ = ["Durations", "Forecast", "PollPolicy", "estimate", "refresh_of"]
+__all__ = ["PRIORS", "Durations", "Forecast", "PollPolicy", "estimate", "family_of", "prior_of",
+           "refresh_of"]
 
-_LEARNED = 20  # finished tasks of a model before its distribution is trusted
+_LEARNED = 20  # finished tasks of a model of no known family before its distribution is trusted
 _KEPT = 256  # durations kept per model (the most recent)
-_RISK = 0.02  # the chance, per gap, that a completion in it is seen more than max_interval late
+_RISK = 0.005  # the chance, per gap, that a completion in it is seen more than max_interval late
+_PRIOR_POINTS = 40  # durations a family's prior stands for
+_DEFAULT_INITIAL, _DEFAULT_MAX_INTERVAL = 5.0, 30.0  # the policy the priors are for
 _REACH = 8  # an agreed end is aimed at up to this many max_intervals ahead
 _LIVE_PREFIXES = ("veo",)  # families whose state the gateway fetches live on each query
 
@@ -70,6 +84,11 @@ def _jitter(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
         raise ValueError(f"{attribute.name} must be a fraction from 0 to below 1, not {value!r}")
 
 
+def _flag(_: Any, attribute: attrs.Attribute[Any], value: bool) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"{attribute.name} must be True or False, not {value!r}")
+
+
 def _optional_seconds(_: Any, attribute: attrs.Attribute[Any], value: float | None) -> None:
     if value is not None:
         _seconds(_, attribute, value)
@@ -93,6 +112,10 @@ class PollPolicy:
         refresh: The gateway's state refresh period: a task is not polled twice within it
             (0: never skip), unless ``max_interval`` is shorter. Veo tasks are fetched live and
             ignore it.
+        priors: Whether each family's public durations (``octovid._schedule.PRIORS``) aim the
+            polls of its tasks before any has finished, scaled down with an ``initial`` under
+            5 s or a ``max_interval`` under 30 s; off, a model's first polls follow the
+            geometric schedule until 20 of its tasks have finished.
     """
 
     initial: float = attrs.field(default=5.0, validator=_seconds)
@@ -101,6 +124,7 @@ class PollPolicy:
     jitter: float = attrs.field(default=0.1, validator=_jitter)
     deadline: float | None = attrs.field(default=3600.0, validator=_optional_seconds)
     refresh: float = attrs.field(default=15.0, kw_only=True, validator=_not_negative)
+    priors: bool = attrs.field(default=True, kw_only=True, validator=_flag)
 
     def __attrs_post_init__(self) -> None:
         if self.max_interval < self.initial:
@@ -131,17 +155,83 @@ def estimate(samples: Sequence[tuple[float, int]]) -> float | None:
     return t1 + (100 - p1) * (t1 - t0) / (p1 - p0)
 
 
+PRIORS: dict[str, tuple[float, float, float]] = {
+    "veo-fast": (30.0, 90.0, 180.0),
+    "veo": (60.0, 240.0, 480.0),
+    "sora": (120.0, 300.0, 900.0),
+    "grok": (30.0, 120.0, 240.0),
+    "vidu": (30.0, 120.0, 300.0),
+    "jimeng": (60.0, 180.0, 360.0),
+    "kling": (60.0, 300.0, 900.0),
+    "seedance": (30.0, 180.0, 360.0),
+}
+"""Each family's durations from public reports, create to completion, in seconds: the 10th and
+90th percentiles (a log-normal between them is the prior) and the longest."""
+
+_FAMILIES = (
+    ("doubao-seedance", "seedance"), *((name, name) for name in PRIORS if name != "veo-fast")
+)
+
+
+def family_of(model: str) -> str | None:
+    """The family of ``model`` in :data:`PRIORS`, by the start of its name; None if none."""
+    lowered = model.lower()
+    for prefix, family in _FAMILIES:
+        if lowered.startswith(prefix):
+            return "veo-fast" if family == "veo" and "fast" in lowered else family
+    return None
+
+
+def prior_of(model: str, policy: PollPolicy) -> tuple[float, ...]:
+    """The prior durations of ``model``'s family (sorted), or none for a model of no family.
+
+    The figures are for the default policy (``initial`` 5 s, ``max_interval`` 30 s); a policy
+    of shorter intervals (a time-scaled simulator, a gateway of quick jobs) scales them down
+    with it, by the smaller of the two ratios.
+    """
+    family = family_of(model) if policy.priors else None
+    if family is None:
+        return ()
+    scale = min(1.0, policy.max_interval / _DEFAULT_MAX_INTERVAL,
+                policy.initial / _DEFAULT_INITIAL)
+    low, high, longest = (seconds * scale for seconds in PRIORS[family])
+    normal = statistics.NormalDist()
+    sigma = (math.log(high) - math.log(low)) / (2 * normal.inv_cdf(0.9))
+    mu = (math.log(high) + math.log(low)) / 2
+    return tuple(
+        min(longest, math.exp(mu + sigma * normal.inv_cdf((i + 0.5) / _PRIOR_POINTS)))
+        for i in range(_PRIOR_POINTS)
+    )
+
+
 class Durations:
-    """How long one model's finished tasks took, create to completion: the recent ones."""
+    """How long one model's finished tasks took, create to completion: the recent ones.
 
-    __slots__ = ("_order", "_sorted")
+    A prior (:func:`prior_of`) stands in until 20 durations are learned, and stays beyond the
+    longest learned one for good: the first tasks of a batch to finish are its fastest, and the
+    prior keeps a tail for the others.
+    """
 
-    def __init__(self) -> None:
-        self._order: deque[float] = deque()  # arrival order, for forgetting the oldest
-        self._sorted: list[float] = []
+    __slots__ = ("_learned", "_order", "_prior", "_sorted")
+
+    def __init__(self, prior: Sequence[float] = ()) -> None:
+        self._order: deque[float] = deque()  # learned ones, in arrival order, for forgetting
+        self._learned: list[float] = []  # the same, sorted
+        self._prior = sorted(prior)
+        self._sorted: list[float] | None = None  # what the answers are read from, when known
 
     def __len__(self) -> int:
-        return len(self._sorted)
+        return len(self._data())
+
+    @property
+    def learned(self) -> int:
+        """How many durations were learned (the prior aside)."""
+        return len(self._order)
+
+    @property
+    def usable(self) -> bool:
+        """Whether the distribution may be used: a prior, or enough learned."""
+        return bool(self._prior) or len(self._order) >= _LEARNED
 
     def add(self, seconds: float) -> None:
         """Learn one duration."""
@@ -149,17 +239,30 @@ class Durations:
             return
         if len(self._order) >= _KEPT:
             oldest = self._order.popleft()
-            del self._sorted[bisect.bisect_left(self._sorted, oldest)]
+            del self._learned[bisect.bisect_left(self._learned, oldest)]
         self._order.append(seconds)
-        bisect.insort(self._sorted, seconds)
+        bisect.insort(self._learned, seconds)
+        self._sorted = None
+
+    def _data(self) -> list[float]:
+        data = self._sorted
+        if data is None:
+            learned, prior = self._learned, self._prior
+            if len(learned) < _LEARNED:
+                data = sorted(learned + prior)
+            else:
+                data = learned + prior[bisect.bisect_right(prior, learned[-1]):]
+            self._sorted = data
+        return data
 
     def cdf(self, seconds: float) -> float:
         """The share of durations up to ``seconds``."""
-        return bisect.bisect_right(self._sorted, seconds) / len(self._sorted)
+        data = self._data()
+        return bisect.bisect_right(data, seconds) / len(data)
 
     def quantile(self, q: float) -> float:
         """The duration below which a share ``q`` of tasks finished."""
-        data = self._sorted
+        data = self._data()
         return data[min(len(data) - 1, max(0, math.ceil(q * len(data)) - 1))]
 
 
@@ -181,7 +284,7 @@ class Forecast:
         (or from the start, progress 0 then, if the first is above 0). A lone sample above 0
         is read against the start, with a wide spread: the task may have queued first.
         """
-        if started is not None and samples and 0 < samples[0][1] < 100 and (
+        if started is not None and len(samples) < 3 and samples and 0 < samples[0][1] < 100 and (
             samples[0][0] > started
         ):
             samples = [(started, 0), *samples]
@@ -212,7 +315,7 @@ class Forecast:
 
 def learned_gap(durations: Durations, age: float, policy: PollPolicy) -> float | None:
     """Seconds from a poll at ``age`` to the next one, by the model's finished tasks; or None."""
-    if len(durations) < _LEARNED:
+    if not durations.usable:
         return None
     below = durations.cdf(age)
     if below >= 1.0:
@@ -223,7 +326,7 @@ def learned_gap(durations: Durations, age: float, policy: PollPolicy) -> float |
 
 def learned_chance(durations: Durations, age: float, last_age: float) -> float | None:
     """The chance a task of ``last_age`` at its last poll is finished at ``age``; or None."""
-    if len(durations) < _LEARNED:
+    if not durations.usable:
         return None
     before = durations.cdf(last_age)
     if before >= 1.0:

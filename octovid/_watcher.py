@@ -50,6 +50,7 @@ from ._schedule import (
     PollPolicy,
     learned_chance,
     learned_gap,
+    prior_of,
     reach,
     refresh_of,
 )
@@ -59,7 +60,8 @@ __all__ = ["Creating", "Polling", "Watcher"]
 
 log = logging.getLogger("octovid")
 
-_SAMPLES = 2  # progress samples kept per task (the start makes a third)
+_SAMPLES = 3  # progress samples kept per task (with fewer, the start counts as one)
+_TRUSTED = 20  # finished tasks of a model before its first polls skip the early probe
 _LIKELY = 0.5  # a poll this likely to find its task finished goes before waiting creates
 
 
@@ -186,9 +188,9 @@ class Watcher:
 
     __slots__ = (
         "_closed", "_cohorts", "_create_tasks", "_creates", "_creating", "_deadlines", "_driver",
-        "_due",
-        "_durations", "_entries", "_gateway", "_hook", "_jobs", "_loop", "_max_creates", "_policy",
-        "_poll_tasks", "_ready", "_rng", "_seq", "_timer", "_wake", "_wake_at",
+        "_due", "_durations", "_entries", "_gateway", "_hook", "_jobs", "_late", "_loop",
+        "_max_creates", "_policy", "_poll_tasks", "_ready", "_rng", "_seq", "_timer", "_wake",
+        "_wake_at",
     )
 
     def __init__(
@@ -210,6 +212,7 @@ class Watcher:
         self._due: list[tuple[float, int, _Entry]] = []
         # Due polls, most likely to find their task finished first: (-chance, due, seq, entry).
         self._ready: list[tuple[float, float, int, _Entry]] = []
+        self._late: list[tuple[float, int, _Entry]] = []  # the same due polls, oldest first
         self._durations: dict[str, Durations] = {}  # per model: what finished tasks took
         self._deadlines: list[float] = []  # a heap
         # deadline -> its pending jobs: a set, or the one job of a lone deadline (a watch)
@@ -346,6 +349,7 @@ class Watcher:
         self._entries.clear()
         self._due.clear()
         self._ready.clear()
+        self._late.clear()
         self._deadlines.clear()
         self._cohorts.clear()
         if tasks:
@@ -461,10 +465,18 @@ class Watcher:
 
     def learn(self, model: str, seconds: float) -> None:
         """Learn that a task of ``model`` took ``seconds`` from create to completion."""
+        durations = self._durations_of(model)
+        assert durations is not None
+        durations.add(seconds)
+
+    def _durations_of(self, model: str | None, *, usable: bool = False) -> Durations | None:
+        """The durations of ``model``: its family's prior and what its tasks took."""
+        if model is None:
+            return None
         durations = self._durations.get(model)
         if durations is None:
-            durations = self._durations[model] = Durations()
-        durations.add(seconds)
+            durations = self._durations[model] = Durations(prior_of(model, self._policy))
+        return durations if durations.usable or not usable else None
 
     def _schedule(self, entry: _Entry, delay: float) -> None:
         assert self._loop is not None
@@ -492,20 +504,34 @@ class Watcher:
         return None
 
     def _promote(self, now: float) -> None:
-        """Move the polls that are due to the ready heap, ranked by their chance of success."""
-        due, ready = self._due, self._ready
+        """Move the polls that are due to the ready heaps: by chance of success, and by age."""
+        due, ready, late = self._due, self._ready, self._late
         while due and due[0][0] <= now:
-            at, seq, entry = heapq.heappop(due)
+            item = heapq.heappop(due)
+            at, seq, entry = item
             if entry.live and seq == entry.seq:
                 heapq.heappush(ready, (-self._chance(entry, now), at, seq, entry))
+                heapq.heappush(late, item)
 
-    def _best(self) -> tuple[float, float, _Entry] | None:
-        """The ready poll most likely to find its task finished: (chance, due time, entry)."""
+    def _pick(self, now: float) -> tuple[_Entry, bool] | None:
+        """The ready poll to send next, and whether it should go before waiting creates.
+
+        A poll that has waited ``max_interval`` past its time goes first (the oldest first),
+        else the one most likely to find its task finished.
+        """
+        late = self._late
+        while late:
+            at, seq, entry = late[0]
+            if entry.live and seq == entry.seq:
+                if at + self._policy.max_interval <= now:
+                    return entry, True
+                break
+            heapq.heappop(late)
         ready = self._ready
         while ready:
             chance, at, seq, entry = ready[0]
             if entry.live and seq == entry.seq:
-                return -chance, at, entry
+                return entry, -chance >= _LIKELY
             heapq.heappop(ready)
         return None
 
@@ -519,15 +545,13 @@ class Watcher:
         while True:
             now = loop.time()
             self._promote(now)
-            best = self._best()
+            picked = self._pick(now)
             wake_at = self._next_due()
-            if best is not None:
-                chance, at, _ = best
-                patience = at + self._policy.max_interval - now
-                if chance >= _LIKELY or patience <= 0 or not self._gateway.creates_waiting():
+            if picked is not None:
+                if picked[1] or not self._gateway.creates_waiting():
                     self._dispatch(await self._gateway.acquire(Lane.QUERY))
                     continue
-                wake_at = min(wake_at or math.inf, now + min(patience, 1.0))
+                wake_at = min(wake_at or math.inf, now + 1.0)
             self._wake = loop.create_future()
             self._wake_at = wake_at
             self._arm()
@@ -538,16 +562,16 @@ class Watcher:
                 self._wake_at = None
 
     def _dispatch(self, slot: Slot) -> None:
-        """Poll the best ready task on ``slot`` (no local of the loop keeps it alive)."""
+        """Poll the picked ready task on ``slot`` (no local of the loop keeps it alive)."""
         assert self._loop is not None
-        self._promote(self._loop.time())
-        best = self._best()
-        if best is None:  # the ready task was dropped while we waited
+        now = self._loop.time()
+        self._promote(now)
+        picked = self._pick(now)
+        if picked is None:  # the ready task was dropped while we waited
             slot.refund()
             return
-        entry = best[2]
-        heapq.heappop(self._ready)
-        entry.seq = -1
+        entry = picked[0]
+        entry.seq = -1  # its items in both ready heaps are dead now
         task = asyncio.ensure_future(self._poll(entry, slot))
         self._poll_tasks.add(task)
         task.add_done_callback(self._poll_tasks.discard)
@@ -580,9 +604,12 @@ class Watcher:
         entry.model = entry.model or task.model
         if task.terminal:
             if task.status is Status.COMPLETED and entry.model and entry.started is not None:
-                # It finished between the last two answers: learn the middle of that gap.
-                gap = now - previous if previous is not None else 0.0
-                self.learn(entry.model, now - gap / 2 - entry.started)
+                # It finished between the last two answers: when its answer says, else the
+                # middle of that gap.
+                ended = _state_time(task, now, self._policy.max_interval)
+                if previous is None or not previous < ended < now:
+                    ended = now - (now - previous) / 2 if previous is not None else now
+                self.learn(entry.model, ended - entry.started)
             self._drop(entry)
             for job in entry.jobs:
                 self.settle(job, task)
@@ -603,39 +630,60 @@ class Watcher:
         """Seconds from the create's answer (or a watch's first snapshot) to the first poll."""
         policy = self._policy
         floor = refresh_of(policy, entry.model)
-        durations = self._durations.get(entry.model) if entry.model else None
-        if durations is not None and entry.started is not None:
-            learned = learned_gap(durations, now - entry.started, policy)
+        durations = self._durations_of(entry.model)
+        if durations is not None and durations.learned >= _TRUSTED:
+            learned = self._learned_gap(entry, now)
             if learned is not None:
                 return max(floor, learned)
+        # A family's figures may not be this gateway's (nor a simulator's): the first poll
+        # comes soon, and the prior aims the polls after it.
         return max(floor, self._jittered(policy.initial))
+
+    def _learned_gap(self, entry: _Entry, now: float) -> float | None:
+        """The gap the model's durations advise, jittered within the bound; None if none."""
+        durations = self._durations_of(entry.model, usable=True)
+        if durations is None or entry.started is None:
+            return None
+        gap = learned_gap(durations, now - entry.started, self._policy)
+        if gap is None:
+            return None
+        # The part of the gap that bounds the delay (max_interval) is shortened by the jitter,
+        # which leaves room for the answer's own time.
+        bound = self._policy.max_interval
+        return gap - bound * self._policy.jitter * self._rng.uniform(0.5, 1.0)
 
     def _plan(self, entry: _Entry, now: float) -> float:
         """Seconds from now to the next poll of a task that is not finished (``_schedule``)."""
         policy = self._policy
         refresh = refresh_of(policy, entry.model)
-        forecast = entry.forecast = Forecast.of(entry.samples or (), entry.started, refresh)
-        if forecast is not None and forecast.end > now:
-            if forecast.agreed(policy):  # aim just past the end, where it turns visible
-                gap = forecast.end - now + refresh / 2 + policy.initial / 5
+        forecast = Forecast.of(entry.samples or (), entry.started, refresh)
+        if forecast is not None and forecast.end <= now:
+            forecast = None  # an end that passed says no more
+        entry.forecast = forecast
+        if forecast is not None:
+            if forecast.agreed(policy):
+                # Aim where the gateway is likely to show the end (its next refresh after
+                # it), spread over the period so that tasks ending together do not poll
+                # together.
+                gap = (forecast.end - now + refresh * self._rng.uniform(0.5, 1.0)
+                       + policy.initial / 5)
             else:  # when a completion could first be max_interval old; no further
                 gap = min(policy.max_interval,
                           forecast.end - 2 * forecast.spread + policy.max_interval - now)
-            return max(refresh, min(gap * (1 + self._rng.uniform(0, 0.05)), reach(policy)))
-        durations = self._durations.get(entry.model) if entry.model else None
-        if forecast is None and durations is not None and entry.started is not None:
-            learned = learned_gap(durations, now - entry.started, policy)
-            if learned is not None:
-                return max(refresh, learned * (1 + self._rng.uniform(0, 0.05)))
-        # Nothing to go by, or an end that passed: the geometric schedule from the last change.
-        step = entry.unchanged if forecast is not None else entry.polls
+                gap *= 1 + self._rng.uniform(0, 0.05)
+            return max(refresh, min(gap, reach(policy)))
+        learned = self._learned_gap(entry, now)
+        if learned is not None:
+            return max(refresh, learned)
+        # Nothing to go by: the geometric schedule from the last change of progress.
+        step = entry.unchanged if entry.samples else entry.polls
         return max(refresh, policy.geometric(step, self._rng))
 
     def _chance(self, entry: _Entry, now: float) -> float:
         """The chance that a poll now finds the task finished."""
         if entry.forecast is not None:
             return entry.forecast.chance(now)
-        durations = self._durations.get(entry.model) if entry.model else None
+        durations = self._durations_of(entry.model, usable=True)
         if durations is not None and entry.started is not None and entry.last_poll is not None:
             chance = learned_chance(durations, now - entry.started,
                                     entry.last_poll - entry.started)
@@ -649,7 +697,10 @@ class Watcher:
         entry.strikes = entry.strikes + 1 if isinstance(exc, ProtocolError) else 0
         if entry.schedule is None:
             entry.schedule = waits(self._policy.max_interval)
-        age = None if entry.started is None else self._loop.time() - entry.started
+        # A task we created and have not yet seen answer is as young as a fresh one: its first
+        # poll may come minutes after its create, when its family's tasks start to finish.
+        age = None if entry.started is None else (
+            self._loop.time() - entry.started if entry.polls else 0.0)
         verdict = decide(
             exc, Kind.POLL, schedule=entry.schedule, age=age,
             attempt=entry.strikes if isinstance(exc, ProtocolError) else entry.failures,

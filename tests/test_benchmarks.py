@@ -29,3 +29,15 @@ def test_smoke_run_writes_every_figure(tmp_path: Path) -> None:
     assert results["watch"]["polls"] > 0
     assert results["cpu"]["ratio"] > 0
     assert "### Issue 8's targets" in (tmp_path / "jobs-smoke.md").read_text()
+
+
+@pytest.mark.timeout(120)
+def test_the_schedule_model_runs_every_scenario_and_saves_nothing_when_told(tmp_path: Path) -> None:
+    """`schedule.py --jobs 30 --no-save` prints each scenario's figures for each schedule."""
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARK.parent / "schedule.py"), "--jobs", "30", "--no-save"],
+        check=True, capture_output=True, text=True, timeout=110,
+    )
+    for name in ("## sora", "## grok", "## veo-warm", "## tight"):
+        assert name in done.stdout
+    assert "| requests per job |" in done.stdout and "every 30 s" in done.stdout

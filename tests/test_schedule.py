@@ -10,12 +10,13 @@ import asyncio
 import itertools
 import random
 
+import attrs
 import pytest
 from test_watcher import go, make
 
 import octovid
 from octovid import PollPolicy, Status, Task
-from octovid._schedule import Durations, Forecast, learned_gap
+from octovid._schedule import Durations, Forecast, family_of, learned_gap, prior_of
 
 D = PollPolicy().max_interval  # 30 s: the bound on how late a completion may be seen
 
@@ -43,7 +44,8 @@ def none(fraction: float) -> int | None:
 def run_one(virtual, shape, duration: float, *, model: str = "sora-2",
             policy: PollPolicy | None = None, learned: list[float] | None = None):
     """Watch one task of ``duration`` from its create; return (polls, detection delay)."""
-    watcher, gateway, _ = make(policy=policy or PollPolicy(jitter=0.0, deadline=None))
+    watcher, gateway, _ = make(policy=policy or PollPolicy(jitter=0.0, deadline=None,
+                                                           priors=False))
     gateway.latency = 0.0
     for seconds in learned or ():
         watcher.learn(model, seconds)
@@ -116,7 +118,7 @@ def test_every_pattern_is_seen_within_the_bound_without_a_spin(virtual, shape, d
 
 def test_no_poll_within_one_refresh_period_except_for_live_veo(virtual):
     """Two polls of one task are 15 s apart at least; Veo (fetched live) may go sooner."""
-    policy = PollPolicy(initial=2.0, max_interval=30.0, jitter=0.0, deadline=None)
+    policy = PollPolicy(initial=2.0, max_interval=30.0, jitter=0.0, deadline=None, priors=False)
     sora, _ = run_one(virtual, none, 40.0, policy=policy)
     veo, _ = run_one(virtual, none, 40.0, policy=policy, model="veo3.1-fast")
     assert sora < veo  # the geometric 2, 3, 4.5 s... floored at 15 s for Sora only
@@ -134,7 +136,7 @@ def test_learned_durations_aim_the_first_poll_near_where_tasks_finish(virtual):
 
 def test_learning_from_the_tasks_seen_to_finish(virtual):
     """The watcher learns each model's durations from its own finished tasks."""
-    watcher, gateway, _ = make(policy=PollPolicy(jitter=0.0, deadline=None))
+    watcher, gateway, _ = make(policy=PollPolicy(jitter=0.0, deadline=None, priors=False))
     gateway.latency = 0.0
     gateway.progress = False
     gateway.default_duration = 90.0
@@ -220,3 +222,72 @@ def test_under_a_tight_budget_the_likeliest_finished_is_polled_first(virtual):
         return loop.time() - gateway.done_at("fast")
 
     assert go(virtual, watcher, main) <= 2 * D  # not behind a FIFO round of 20 slow tasks
+
+
+def test_a_family_prior_aims_a_cold_start_and_the_probe_comes_first(virtual):
+    """A Sora task of no progress, nothing learned: a probe, then polls aimed by the prior."""
+    policy = PollPolicy(jitter=0.0, deadline=None)
+    polls, delay = run_one(virtual, none, 200.0, policy=policy)
+    cold, _ = run_one(virtual, none, 200.0, policy=attrs.evolve(policy, priors=False))
+    assert polls <= cold - 3  # the geometric schedule polls all through the first minutes
+    assert 0 <= delay <= D
+
+
+def test_the_probe_goes_once_the_model_has_finished_twenty_times(virtual):
+    """With 20 durations learned, the first poll is aimed by them, not sent after initial."""
+    watcher, gateway, _ = make(policy=PollPolicy(jitter=0.0, deadline=None))
+    gateway.latency = 0.0
+    for seconds in range(200, 220):
+        watcher.learn("sora-2", float(seconds))
+
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        gateway.add("a", duration=205.0)
+        gateway.shape["a"] = none
+        start = Task(id="a", status=Status.QUEUED, raw_status="queued", model="sora-2")
+        await watcher.watch("a", deadline=None, task=start, created_at=loop.time())
+        return [t - gateway.created["a"] for t in gateway.polls("a")]
+
+    polls = go(virtual, watcher, main)
+    assert polls[0] >= 200  # no probe: nothing of this model finished before 200 s
+
+
+def test_a_prior_stands_in_until_twenty_are_learned_then_keeps_only_its_tail():
+    """Durations: the prior alone at first; with 20 learned, only its points beyond them."""
+    prior = [100.0, 200.0, 300.0, 400.0]
+    durations = Durations(prior)
+    assert durations.usable and len(durations) == 4
+    for seconds in range(1, 21):
+        durations.add(float(seconds))
+    assert len(durations) == 24  # 20 learned, all below the prior: the prior stays
+    assert durations.quantile(0.01) == 1.0
+    for seconds in range(150, 170):
+        durations.add(float(seconds))
+    assert len(durations) == 40 + 3  # the prior's points up to the longest learned left
+    assert durations.cdf(250.0) == pytest.approx(41 / 43)
+    assert not Durations().usable
+
+
+def test_priors_scale_down_with_a_short_policy():
+    """A policy of sub-second intervals (a time-scaled simulator) scales the prior with it."""
+    full = prior_of("veo3.1", PollPolicy())
+    short = prior_of("veo3.1", PollPolicy(initial=0.05, max_interval=0.3))
+    assert short == pytest.approx([seconds / 100 for seconds in full])
+    assert prior_of("veo3.1", PollPolicy(priors=False)) == ()
+    assert prior_of("no-such-model", PollPolicy()) == ()
+    assert [family_of(m) for m in ("veo3.1-fast", "veo3", "sora-2-pro", "doubao-seedance-1")] \
+        == ["veo-fast", "veo", "sora", "seedance"]
+
+
+def test_priors_must_be_a_flag():
+    """PollPolicy(priors=...) takes True or False and names the field otherwise."""
+    with pytest.raises(ValueError, match="priors must be True or False"):
+        PollPolicy(priors="yes")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("shape", [jumping, stalling, queued_then_rising])
+def test_progress_that_misleads_falls_back_on_the_prior_without_a_spin(virtual, shape):
+    """Jumping, stalling or queued progress: seen within the bound, at few polls."""
+    polls, delay = run_one(virtual, shape, 240.0, policy=PollPolicy(jitter=0.0, deadline=None))
+    assert 0 <= delay <= D
+    assert polls <= 240 / D + 2

@@ -182,10 +182,11 @@ def _poll(args: argparse.Namespace) -> octovid.PollPolicy:
     initial = getattr(args, "poll_interval", None)
     if initial is None:
         return octovid.PollPolicy()
-    # Asked to poll this often: the gateway's refresh period does not hold the polls back.
+    # Asked to poll this often: neither the gateway's refresh period nor the families' usual
+    # durations hold the polls back.
     default = octovid.PollPolicy()
     return octovid.PollPolicy(initial=initial, max_interval=max(default.max_interval, initial),
-                              refresh=min(default.refresh, initial))
+                              refresh=min(default.refresh, initial), priors=False)
 
 
 def make_client(args: argparse.Namespace, **options: Any) -> octovid.Client:
