@@ -17,8 +17,9 @@ Beside octovid's schedule, on the same tasks (the same seed), run three fixed-in
 poll every ``max_interval`` (30 s: the cheapest fixed schedule that keeps every delay within
 the bound), a poll every 5 s (the naive loop), and "oracle": told the 2.5% quantile of this
 very batch's durations, it polls first there and then every 29 s, the floor of any schedule
-that ignores progress and keeps the delay within 30 s (with no key limit only). Every scenario says its preset; figures are
-in workload seconds. Saved to ``results/schedule.md`` and ``results/schedule.json``.
+that ignores progress and keeps the delay within 30 s (with no key limit only). Every scenario
+says its preset; figures are in workload seconds. Saved to ``results/schedule.md`` and
+``results/schedule.json``.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from octovid._limiter import Lane, Limiter, Slot
 from octovid._retry import throttle_of
 from octovid._routes import Route
 from octovid._watcher import Watcher
+from octovid.testing import VirtualLoop
 from octovid.testing._tasks import draw_steps, view, visible_after
 from octovid.testing._workloads import JOBS, Jobs
 
@@ -53,24 +55,6 @@ EPOCH = 1.8e9  # the wall clock of virtual time 0
 LATENCY = 0.3  # seconds each answer takes
 MODELS = {"sora": "sora-2", "grok": "grok-video-3", "veo": "veo3.1", "veo-fast": "veo3.1-fast",
           "vidu": "viduq2", "jimeng": "jimeng-video-3.0"}
-
-
-class VirtualLoop(asyncio.SelectorEventLoop):
-    """An event loop whose clock jumps to the next timer whenever nothing is ready to run."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._now = 0.0
-
-    def time(self) -> float:
-        return self._now
-
-    def _run_once(self) -> None:
-        ready: Any = self._ready  # type: ignore[attr-defined]
-        scheduled: Any = self._scheduled  # type: ignore[attr-defined]
-        if not ready and scheduled:
-            self._now = max(self._now, scheduled[0].when())
-        super()._run_once()  # type: ignore[misc]
 
 
 class Plan:
@@ -302,7 +286,7 @@ def scenario(name: str, count: int, seed: int) -> dict[str, dict[str, Any]]:
         if client == "oracle" and spec["limit"] is not None:
             continue  # no limiter: the floor of a key with room
         model = Model(jobs, plans, None, spec["limit"])
-        loop = VirtualLoop()
+        loop = VirtualLoop(start=0.0)
         try:
             if client == "octovid":
                 outcome = loop.run_until_complete(run_octovid(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
@@ -11,35 +10,10 @@ import aiohttp
 import pytest
 import servers
 
-from octovid.testing import Simulator
+from octovid.testing import Simulator, VirtualLoop
 
 T = TypeVar("T")
 Launch = Callable[..., Awaitable[Simulator]]
-
-
-class VirtualLoop(asyncio.SelectorEventLoop):
-    """An event loop whose clock jumps to the next timer whenever nothing is ready to run.
-
-    Code under test reads time through ``loop.time()``, so sleeps and timers take no real time
-    and every instant is exact, or late by ``lateness`` like a real loop's timers. Only for code
-    that does no I/O.
-    """
-
-    def __init__(self, lateness: float = 0.0) -> None:
-        super().__init__()
-        self._now = 1000.0
-        self._lateness = lateness
-
-    def time(self) -> float:
-        return self._now
-
-    def _run_once(self) -> None:
-        ready: Any = self._ready  # type: ignore[attr-defined]
-        scheduled: Any = self._scheduled  # type: ignore[attr-defined]
-        if not ready and scheduled:
-            when = scheduled[0].when()
-            self._now = max(self._now, when + self._lateness)
-        super()._run_once()  # type: ignore[misc]
 
 
 def run_virtual(main: Callable[[], Coroutine[Any, Any, T]], lateness: float = 0.0) -> T:

@@ -31,6 +31,7 @@ from ._faults import Conditions
 from ._retries import instant_retries
 from ._simulator import NativeShape, RequestRecord, ResultUrl, Simulator
 from ._tasks import Pattern, SimTask
+from ._virtual import VirtualLoop
 from ._workloads import (
     CONDITIONS,
     EXTRA_JOBS,
@@ -57,6 +58,7 @@ __all__ = [
     "ResultUrl",
     "SimTask",
     "Simulator",
+    "VirtualLoop",
     "Workload",
     "WorkloadRoute",
     "instant_retries",
