@@ -18,8 +18,10 @@ bound on how late a completion may be seen (``max_interval``):
   of 40 durations from the family's public figures (:data:`PRIORS`: Veo, Sora, Grok, Vidu,
   Jimeng, Kling, Seedance), which stands in until 20 have finished and stays beyond the longest
   of them, so that a cold start has a distribution and a task older than every finished one is
-  still judged by the family's tail. Until 20 have finished, the first poll still comes after
-  ``initial`` (the figures may not be this gateway's); the prior aims the polls after it.
+  still judged by the family's tail. The figures may not be this gateway's (nor a
+  simulator's): the first 8 tasks of a model are first polled after ``initial``, and a task
+  seen to finish in under half the prior's shortest duration drops the prior (its model's
+  tasks are polled again soon, on the geometric schedule until 20 have finished).
   The next poll after
   a poll at age ``a`` comes at the age where a completion since ``a`` has become likely enough
   to risk being late: the ``F(a) + 0.5% (1 - F(a))`` quantile, plus ``max_interval``. Where
@@ -212,13 +214,28 @@ class Durations:
     prior keeps a tail for the others.
     """
 
-    __slots__ = ("_learned", "_order", "_prior", "_sorted")
+    __slots__ = ("_learned", "_order", "_prior", "_sorted", "probes")
 
     def __init__(self, prior: Sequence[float] = ()) -> None:
         self._order: deque[float] = deque()  # learned ones, in arrival order, for forgetting
         self._learned: list[float] = []  # the same, sorted
         self._prior = sorted(prior)
         self._sorted: list[float] | None = None  # what the answers are read from, when known
+        self.probes = 0  #: tasks first polled early to check the prior (the watcher counts)
+
+    @property
+    def confirmed(self) -> bool:
+        """Whether the durations stand on what was learned: 20 of them, or no prior to check."""
+        return not self._prior or len(self._order) >= _LEARNED
+
+    def contradicted_by(self, seconds: float) -> bool:
+        """Whether one duration says the prior is not this gateway's: under half its shortest."""
+        return bool(self._prior) and seconds < self._prior[0] / 2
+
+    def drop_prior(self) -> None:
+        """Forget the prior: the distribution is what was learned, once 20 are."""
+        self._prior = []
+        self._sorted = None
 
     def __len__(self) -> int:
         return len(self._data())

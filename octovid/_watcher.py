@@ -61,7 +61,7 @@ __all__ = ["Creating", "Polling", "Watcher"]
 log = logging.getLogger("octovid")
 
 _SAMPLES = 3  # progress samples kept per task (with fewer, the start counts as one)
-_TRUSTED = 20  # finished tasks of a model before its first polls skip the early probe
+_PROBES = 8  # tasks of a model first polled after ``initial`` while its prior is unconfirmed
 _LIKELY = 0.5  # a poll this likely to find its task finished goes before waiting creates
 
 
@@ -464,10 +464,23 @@ class Watcher:
             job._update(entry.task)
 
     def learn(self, model: str, seconds: float) -> None:
-        """Learn that a task of ``model`` took ``seconds`` from create to completion."""
+        """Learn that a task of ``model`` took ``seconds`` from create to completion.
+
+        A task far faster than its family's figures (under half the prior's shortest) says
+        this gateway is not what they describe: the prior goes, and the model's tasks waiting
+        on it are polled again soon.
+        """
         durations = self._durations_of(model)
         assert durations is not None
         durations.add(seconds)
+        if durations.contradicted_by(seconds):
+            log.info("octovid: a %s task took %.1fs, far less than its family's usual "
+                     "durations; polling its tasks from the start", model, seconds)
+            durations.drop_prior()
+            if self._loop is not None:
+                for entry in self._entries.values():
+                    if entry.model == model and entry.live and entry.seq != -1:
+                        self._schedule(entry, self._jittered(self._policy.initial))
 
     def _durations_of(self, model: str | None, *, usable: bool = False) -> Durations | None:
         """The durations of ``model``: its family's prior and what its tasks took."""
@@ -631,12 +644,14 @@ class Watcher:
         policy = self._policy
         floor = refresh_of(policy, entry.model)
         durations = self._durations_of(entry.model)
-        if durations is not None and durations.learned >= _TRUSTED:
-            learned = self._learned_gap(entry, now)
-            if learned is not None:
-                return max(floor, learned)
-        # A family's figures may not be this gateway's (nor a simulator's): the first poll
-        # comes soon, and the prior aims the polls after it.
+        if durations is not None and not durations.confirmed and durations.probes < _PROBES:
+            # A family's figures may not be this gateway's (nor a simulator's): the first
+            # tasks of a model are polled soon, and one far faster than the figures drops them.
+            durations.probes += 1
+            return max(floor, self._jittered(policy.initial))
+        learned = self._learned_gap(entry, now)
+        if learned is not None:
+            return max(floor, learned)
         return max(floor, self._jittered(policy.initial))
 
     def _learned_gap(self, entry: _Entry, now: float) -> float | None:

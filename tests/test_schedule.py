@@ -291,3 +291,19 @@ def test_progress_that_misleads_falls_back_on_the_prior_without_a_spin(virtual, 
     polls, delay = run_one(virtual, shape, 240.0, policy=PollPolicy(jitter=0.0, deadline=None))
     assert 0 <= delay <= D
     assert polls <= 240 / D + 2
+
+
+def test_tasks_far_faster_than_the_family_drop_its_prior_and_are_polled_soon(virtual):
+    """Sora tasks of 3 s (a simulator): the probes see them end, and every task follows soon."""
+    watcher, gateway, _ = make(policy=PollPolicy(deadline=None))
+    gateway.default_duration = 3.0
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        await octovid.gather([watcher.submit(octovid.SoraRequest(f"p{i}"), deadline=None)
+                              for i in range(30)])
+        return loop.time() - start
+
+    took = go(virtual, watcher, main)
+    assert took < 2 * D  # the prior would first poll the last 22 after about 110 s
