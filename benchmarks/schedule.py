@@ -47,7 +47,7 @@ from octovid._retry import throttle_of
 from octovid._routes import Route
 from octovid._watcher import Watcher
 from octovid.testing import VirtualLoop
-from octovid.testing._tasks import draw_steps, view, visible_after
+from octovid.testing._tasks import SimTask, draw_steps, view, visible_after
 from octovid.testing._workloads import JOBS, Jobs
 
 RESULTS = Path(__file__).parent / "results"
@@ -101,8 +101,6 @@ class Model:
         return True
 
     def _new_task(self) -> tuple[str, Any]:
-        from octovid.testing._tasks import SimTask
-
         now = asyncio.get_running_loop().time()
         plan = self.plans.popleft()
         jobs = self.jobs

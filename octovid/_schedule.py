@@ -241,11 +241,6 @@ class Durations:
         return len(self._data())
 
     @property
-    def learned(self) -> int:
-        """How many durations were learned (the prior aside)."""
-        return len(self._order)
-
-    @property
     def usable(self) -> bool:
         """Whether the distribution may be used: a prior, or enough learned."""
         return bool(self._prior) or len(self._order) >= _LEARNED

@@ -482,14 +482,14 @@ class Watcher:
                     if entry.model == model and entry.live and entry.seq != -1:
                         self._schedule(entry, self._jittered(self._policy.initial))
 
-    def _durations_of(self, model: str | None, *, usable: bool = False) -> Durations | None:
+    def _durations_of(self, model: str | None) -> Durations | None:
         """The durations of ``model``: its family's prior and what its tasks took."""
         if model is None:
             return None
         durations = self._durations.get(model)
         if durations is None:
             durations = self._durations[model] = Durations(prior_of(model, self._policy))
-        return durations if durations.usable or not usable else None
+        return durations
 
     def _schedule(self, entry: _Entry, delay: float) -> None:
         assert self._loop is not None
@@ -621,7 +621,7 @@ class Watcher:
                 # middle of that gap.
                 ended = _state_time(task, now, self._policy.max_interval)
                 if previous is None or not previous < ended < now:
-                    ended = now - (now - previous) / 2 if previous is not None else now
+                    ended = now if previous is None else (previous + now) / 2
                 self.learn(entry.model, ended - entry.started)
             self._drop(entry)
             for job in entry.jobs:
@@ -648,15 +648,15 @@ class Watcher:
             # A family's figures may not be this gateway's (nor a simulator's): the first
             # tasks of a model are polled soon, and one far faster than the figures drops them.
             durations.probes += 1
-            return max(floor, self._jittered(policy.initial))
-        learned = self._learned_gap(entry, now)
-        if learned is not None:
-            return max(floor, learned)
+        else:
+            learned = self._learned_gap(entry, now)
+            if learned is not None:
+                return max(floor, learned)
         return max(floor, self._jittered(policy.initial))
 
     def _learned_gap(self, entry: _Entry, now: float) -> float | None:
         """The gap the model's durations advise, jittered within the bound; None if none."""
-        durations = self._durations_of(entry.model, usable=True)
+        durations = self._durations_of(entry.model)
         if durations is None or entry.started is None:
             return None
         gap = learned_gap(durations, now - entry.started, self._policy)
@@ -698,7 +698,7 @@ class Watcher:
         """The chance that a poll now finds the task finished."""
         if entry.forecast is not None:
             return entry.forecast.chance(now)
-        durations = self._durations_of(entry.model, usable=True)
+        durations = self._durations_of(entry.model)
         if durations is not None and entry.started is not None and entry.last_poll is not None:
             chance = learned_chance(durations, now - entry.started,
                                     entry.last_poll - entry.started)
