@@ -151,6 +151,7 @@ class Model:
             slot = await self.limiter.acquire(Lane.CREATE)
             with slot:
                 slot.sending()
+                slot.sent()  # the headers are on the wire at once (the transport says so)
                 await asyncio.sleep(LATENCY)
                 if self._admit():
                     self.limiter.answered(slot)
@@ -165,6 +166,7 @@ class Model:
                     previous: Task | None = None) -> tuple[Task, float | None]:
         assert self.limiter is not None
         slot.sending()
+        slot.sent()  # the headers are on the wire at once (the transport says so)
         await asyncio.sleep(LATENCY)
         if not self._admit():
             refusal = _refusal()

@@ -7,9 +7,11 @@ bound on how late a completion may be seen (``max_interval``):
 * **Progress that agrees.** Two estimates of the end from the last three progress samples (timed
   by the answers' own ``status_update_time`` when they carry one; with fewer samples the
   task's start counts as progress 0) that agree within a refresh period (or a tenth of what
-  remains): the next poll aims at that end plus half to one refresh period, when the gateway
-  shows it, even if that is further than ``max_interval`` away, but never more than
-  ``8 * max_interval`` ahead (a far end is checked again on the way).
+  remains): the next poll aims at the gateway's first refresh after that end, when it shows
+  it (by the answers' stamps; without them, half to one refresh period after the end), even
+  if that is further than ``max_interval`` away, but never more than ``8 * max_interval``
+  ahead (a far end is checked again on the way). An end that passed less than one refresh ago
+  still stands: the refresh that shows it may not have come yet.
 * **Progress that does not agree yet**, or a single sample (read against the start): the end
   is uncertain (spread ``s``) and the next poll comes when a completion could first be
   ``max_interval`` old, ``end - 2 s + max_interval``, and ``max_interval`` from now at most.
@@ -32,10 +34,13 @@ bound on how late a completion may be seen (``max_interval``):
   growth from ``initial`` by ``factor`` up to ``max_interval``, counted from the last change of
   progress.
 * **The gateway's refresh period**: its stored state changes only every ``refresh`` seconds (15,
-  Veo excepted: fetched live), so a task is never polled twice within one.
+  Veo excepted: fetched live), so a task is never polled twice within one. When the answers
+  carry the state's stamp, the next poll waits for the next refresh after that stamp, not a
+  whole period after the answer.
 
-Under a tight budget the watcher polls first the due task most likely finished
-(:meth:`Forecast.chance`), and lets creates go first while no due poll is likely to find one.
+Under a tight budget the watcher polls first the due task likely finished the earliest (its
+agreed end, or the median of its model's durations beyond its age: :func:`likely_age`), and
+lets creates go first while no due poll is likely to find its task finished.
 """
 
 from __future__ import annotations
@@ -50,8 +55,8 @@ from typing import Any
 
 import attrs
 
-__all__ = ["PRIORS", "Durations", "Forecast", "PollPolicy", "estimate", "family_of", "prior_of",
-           "refresh_of"]
+__all__ = ["PRIORS", "Durations", "Forecast", "PollPolicy", "estimate", "family_of", "likely_age",
+           "prior_of", "refresh_of"]
 
 _LEARNED = 20  # finished tasks of a model of no known family before its distribution is trusted
 _KEPT = 256  # durations kept per model (the most recent)
@@ -112,7 +117,8 @@ class PollPolicy:
             created together do not poll together.
         deadline: The default number of seconds a job may take in all (None: no limit).
         refresh: The gateway's state refresh period: a task is not polled twice within it
-            (0: never skip), unless ``max_interval`` is shorter. Veo tasks are fetched live and
+            (0: never skip), unless ``max_interval`` is shorter; with stamped answers, the next
+            poll waits for the next refresh after the stamp. Veo tasks are fetched live and
             ignore it.
         priors: Whether each family's public durations (``octovid._schedule.PRIORS``) aim the
             polls of its tasks before any has finished, scaled down with an ``initial`` under
@@ -320,10 +326,6 @@ class Forecast:
         """Whether the end is known well enough to aim one poll at it."""
         return 2 * self.spread <= policy.max_interval / 2
 
-    def chance(self, at: float) -> float:
-        """The chance that the task is finished at loop time ``at``."""
-        return 0.5 * (1 + math.erf((at - self.end) / (self.spread * math.sqrt(2) + 1e-9)))
-
 
 def learned_gap(durations: Durations, age: float, policy: PollPolicy) -> float | None:
     """Seconds from a poll at ``age`` to the next one, by the model's finished tasks; or None."""
@@ -336,14 +338,17 @@ def learned_gap(durations: Durations, age: float, policy: PollPolicy) -> float |
     return max(0.0, target - age) + policy.max_interval
 
 
-def learned_chance(durations: Durations, age: float, last_age: float) -> float | None:
-    """The chance a task of ``last_age`` at its last poll is finished at ``age``; or None."""
+def likely_age(durations: Durations, last_age: float) -> float | None:
+    """The age by which a task not finished at ``last_age`` is more likely finished than not.
+
+    None without a usable distribution.
+    """
     if not durations.usable:
         return None
     before = durations.cdf(last_age)
     if before >= 1.0:
-        return 1.0  # older than every task seen finish: it is likely at its end
-    return (durations.cdf(age) - before) / (1 - before)
+        return last_age  # older than every task seen finish: it is likely at its end
+    return durations.quantile(before + 0.5 * (1 - before))
 
 
 def reach(policy: PollPolicy) -> float:

@@ -48,8 +48,8 @@ from ._schedule import (
     Durations,
     Forecast,
     PollPolicy,
-    learned_chance,
     learned_gap,
+    likely_age,
     prior_of,
     reach,
     refresh_of,
@@ -62,7 +62,6 @@ log = logging.getLogger("octovid")
 
 _SAMPLES = 3  # progress samples kept per task (with fewer, the start counts as one)
 _PROBES = 8  # tasks of a model first polled after ``initial`` while its prior is unconfirmed
-_LIKELY = 0.5  # a poll this likely to find its task finished goes before waiting creates
 
 
 class Polling(Protocol):
@@ -210,7 +209,7 @@ class Watcher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._entries: dict[str, _Entry] = {}
         self._due: list[tuple[float, int, _Entry]] = []
-        # Due polls, most likely to find their task finished first: (-chance, due, seq, entry).
+        # Due polls, the earliest likely finished first: (likely at, due, seq, entry).
         self._ready: list[tuple[float, float, int, _Entry]] = []
         self._late: list[tuple[float, int, _Entry]] = []  # the same due polls, oldest first
         self._durations: dict[str, Durations] = {}  # per model: what finished tasks took
@@ -517,20 +516,21 @@ class Watcher:
         return None
 
     def _promote(self, now: float) -> None:
-        """Move the polls that are due to the ready heaps: by chance of success, and by age."""
+        """Move the polls that are due to the ready heaps: by when likely finished, and by age."""
         due, ready, late = self._due, self._ready, self._late
         while due and due[0][0] <= now:
             item = heapq.heappop(due)
             at, seq, entry = item
             if entry.live and seq == entry.seq:
-                heapq.heappush(ready, (-self._chance(entry, now), at, seq, entry))
+                heapq.heappush(ready, (self._likely_at(entry), at, seq, entry))
                 heapq.heappush(late, item)
 
     def _pick(self, now: float) -> tuple[_Entry, bool] | None:
         """The ready poll to send next, and whether it should go before waiting creates.
 
         A poll that has waited ``max_interval`` past its time goes first (the oldest first),
-        else the one most likely to find its task finished.
+        else the one whose task became likely finished the earliest; it goes before waiting
+        creates if that time has come.
         """
         late = self._late
         while late:
@@ -542,9 +542,9 @@ class Watcher:
             heapq.heappop(late)
         ready = self._ready
         while ready:
-            chance, at, seq, entry = ready[0]
+            likely, at, seq, entry = ready[0]
             if entry.live and seq == entry.seq:
-                return entry, -chance >= _LIKELY
+                return entry, likely <= now
             heapq.heappop(ready)
         return None
 
@@ -671,40 +671,64 @@ class Watcher:
         """Seconds from now to the next poll of a task that is not finished (``_schedule``)."""
         policy = self._policy
         refresh = refresh_of(policy, entry.model)
+        # Not before the gateway's next refresh: the answer cannot change until then.
+        tick = self._refresh_after(entry, now, now, refresh)
+        floor = refresh if tick is None else tick - now + refresh / 10
         forecast = Forecast.of(entry.samples or (), entry.started, refresh)
-        if forecast is not None and forecast.end <= now:
-            forecast = None  # an end that passed says no more
+        agreed = forecast is not None and forecast.agreed(policy)
+        if forecast is not None and forecast.end + (refresh if agreed else 0.0) <= now:
+            forecast = None  # an end that passed (and the refresh that shows it) says no more
         entry.forecast = forecast
         if forecast is not None:
-            if forecast.agreed(policy):
-                # Aim where the gateway is likely to show the end (its next refresh after
-                # it), spread over the period so that tasks ending together do not poll
-                # together.
-                gap = (forecast.end - now + refresh * self._rng.uniform(0.5, 1.0)
-                       + policy.initial / 5)
+            if agreed:
+                # Aim where the gateway shows the end: its next refresh after it, by the state
+                # stamps if the answers carry them, else spread over the period (so that tasks
+                # ending together do not poll together).
+                shown = self._refresh_after(entry, forecast.end, now, refresh)
+                if shown is None:
+                    shown = forecast.end + refresh * self._rng.uniform(0.5, 1.0)
+                gap = shown - now + refresh / 10
             else:  # when a completion could first be max_interval old; no further
                 gap = min(policy.max_interval,
                           forecast.end - 2 * forecast.spread + policy.max_interval - now)
                 gap *= 1 + self._rng.uniform(0, 0.05)
-            return max(refresh, min(gap, reach(policy)))
+            return max(floor, min(gap, reach(policy)))
         learned = self._learned_gap(entry, now)
         if learned is not None:
-            return max(refresh, learned)
+            return max(floor, learned)
         # Nothing to go by: the geometric schedule from the last change of progress.
         step = entry.unchanged if entry.samples else entry.polls
-        return max(refresh, policy.geometric(step, self._rng))
+        return max(floor, policy.geometric(step, self._rng))
 
-    def _chance(self, entry: _Entry, now: float) -> float:
-        """The chance that a poll now finds the task finished."""
+    @staticmethod
+    def _refresh_after(entry: _Entry, end: float, now: float, refresh: float) -> float | None:
+        """The gateway's first refresh at or after loop time ``end``, by the state stamps.
+
+        None without stamps to go by (or with no refresh period): the last answer's stamp is a
+        refresh instant only if it is believed (``_state_time``).
+        """
+        task = entry.task
+        if not refresh or task is None:
+            return None
+        stamp = _state_time(task, now, refresh)
+        if stamp == now:
+            return None
+        return stamp + refresh * max(1, math.ceil((end - stamp) / refresh))
+
+    def _likely_at(self, entry: _Entry) -> float:
+        """The loop time from which the task is more likely finished than not (inf: unknown).
+
+        Due polls are ranked by it: the earliest is the most likely to find its task finished
+        whenever it is sent, and a poll whose time has come goes before waiting creates.
+        """
         if entry.forecast is not None:
-            return entry.forecast.chance(now)
+            return entry.forecast.end
         durations = self._durations_of(entry.model)
         if durations is not None and entry.started is not None and entry.last_poll is not None:
-            chance = learned_chance(durations, now - entry.started,
-                                    entry.last_poll - entry.started)
-            if chance is not None:
-                return chance
-        return 0.0
+            age = likely_age(durations, entry.last_poll - entry.started)
+            if age is not None:
+                return entry.started + age
+        return math.inf
 
     def _poll_failed(self, entry: _Entry, exc: Exception) -> None:
         assert self._loop is not None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import types
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
@@ -10,9 +12,11 @@ import aiohttp
 import pytest
 import servers
 
+import octovid._watcher
 from octovid.testing import Simulator, VirtualLoop
 
 T = TypeVar("T")
+EPOCH = 1.8e9  # the wall clock at loop time 0, for the watcher's reading of answers' stamps
 Launch = Callable[..., Awaitable[Simulator]]
 
 
@@ -30,6 +34,14 @@ def run_virtual(main: Callable[[], Coroutine[Any, Any, T]], lateness: float = 0.
 def virtual() -> Callable[..., Any]:
     """Run a coroutine function on virtual time: ``virtual(main, lateness=0.0)``."""
     return run_virtual
+
+
+@pytest.fixture
+def wall(monkeypatch: pytest.MonkeyPatch) -> float:
+    """The watcher reads the wall clock as EPOCH plus the virtual loop's time; EPOCH."""
+    clock = types.SimpleNamespace(time=lambda: EPOCH + asyncio.get_running_loop().time())
+    monkeypatch.setattr(octovid._watcher, "time", clock)
+    return EPOCH
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import random
 
 import attrs
@@ -16,7 +17,14 @@ from test_watcher import go, make
 
 import octovid
 from octovid import PollPolicy, Status, Task
-from octovid._schedule import Durations, Forecast, family_of, learned_gap, prior_of
+from octovid._schedule import (
+    Durations,
+    Forecast,
+    family_of,
+    learned_gap,
+    likely_age,
+    prior_of,
+)
 
 D = PollPolicy().max_interval  # 30 s: the bound on how late a completion may be seen
 
@@ -307,3 +315,58 @@ def test_tasks_far_faster_than_the_family_drop_its_prior_and_are_polled_soon(vir
 
     took = go(virtual, watcher, main)
     assert took < 2 * D  # the prior would first poll the last 22 after about 110 s
+
+
+def test_an_agreed_end_is_polled_just_after_the_refresh_that_shows_it(virtual, wall):
+    """On a 15 s refresh grid with stamped states, the end is seen within 2 s of its refresh."""
+    watcher, gateway, _ = make(policy=PollPolicy(jitter=0.0, deadline=None, priors=False))
+    gateway.latency = 0.0
+    gateway.grid = 15.0
+
+    async def main() -> tuple[int, float]:
+        loop = asyncio.get_running_loop()
+        gateway.add("a", duration=100.0)
+        gateway.shape["a"] = linear
+        await watcher.watch("a", deadline=None, created_at=loop.time(),
+                            task=Task(id="a", status=Status.QUEUED, progress=0))
+        shown = 15.0 * math.ceil(gateway.done_at("a") / 15.0)
+        return len(gateway.polls("a")), loop.time() - shown
+
+    polls, delay = go(virtual, watcher, main)
+    assert 0 <= delay <= 2.0
+    assert polls <= 4
+
+
+def test_with_stamped_states_a_poll_waits_for_the_next_refresh_not_a_whole_period(
+    virtual, wall
+):
+    """No progress, a 15 s refresh grid: each poll follows a refresh, some within 15 s."""
+    watcher, gateway, _ = make(policy=PollPolicy(jitter=0.0, deadline=None, priors=False))
+    gateway.latency = 0.0
+    gateway.grid = 15.0
+
+    async def main() -> tuple[list[float], float]:
+        loop = asyncio.get_running_loop()
+        gateway.add("a", duration=200.0)
+        gateway.shape["a"] = none
+        await watcher.watch("a", deadline=None, created_at=loop.time(),
+                            task=Task(id="a", status=Status.QUEUED))
+        shown = 15.0 * math.ceil(gateway.done_at("a") / 15.0)
+        return gateway.polls("a"), loop.time() - shown
+
+    polls, delay = go(virtual, watcher, main)
+    assert all(math.floor(b / 15.0) > math.floor(a / 15.0)  # a refresh between any two
+               for a, b in itertools.pairwise(polls))
+    assert min(b - a for a, b in itertools.pairwise(polls)) < 15.0
+    assert 0 <= delay <= D
+
+
+def test_a_task_is_likely_finished_by_the_median_of_the_durations_beyond_its_age():
+    """The ranking under a tight budget: the median of the durations longer than the age."""
+    durations = Durations()
+    for seconds in range(1, 101):
+        durations.add(float(seconds))
+    assert likely_age(durations, 0.0) == 50.0
+    assert likely_age(durations, 60.0) == 80.0
+    assert likely_age(durations, 150.0) == 150.0  # older than all: likely at its end
+    assert likely_age(Durations(), 10.0) is None

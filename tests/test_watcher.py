@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import itertools
+import math
 import random
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -17,6 +19,8 @@ from octovid._limiter import Lane, Limiter, Slot
 from octovid._routes import Route
 from octovid._schedule import estimate
 from octovid._watcher import Watcher
+
+EPOCH = 1.8e9  # the wall clock at loop time 0: conftest's ``wall`` fixture
 
 
 class Gateway:
@@ -38,6 +42,9 @@ class Gateway:
         self.observations: list[Task] = []  # what the watcher reported (the journal's feed)
         self.routes: list[Route] = []  # the route of each query
         self.default_duration = 10.0
+        # The gateway's refresh period: 0, every answer is live; else an answer shows the state
+        # of the last multiple of ``grid`` (loop time), stamped with it (wall: EPOCH + it).
+        self.grid = 0.0
         self._ids = 0
 
     def add(self, task_id: str, duration: float, outcome: str = "completed") -> None:
@@ -92,20 +99,25 @@ class Gateway:
         if self.faults[task_id]:
             raise self.faults[task_id].pop(0)
         now = asyncio.get_running_loop().time()
+        stamp = None
+        if self.grid:
+            now = self.grid * math.floor(now / self.grid)
+            stamp = dt.datetime.fromtimestamp(EPOCH + now, dt.UTC)
         fraction = (now - self.created[task_id]) / self.duration[task_id]
         if task_id in self.stall_at:  # stuck below 100 for good
             fraction = min(fraction, self.stall_at[task_id] / 100)
         if fraction >= 1:
             if self.outcome[task_id] == "failed":
                 return Task(id=task_id, status=Status.FAILED, raw_status="failed",
-                            error="content policy")
+                            error="content policy", updated_at=stamp)
             return Task(id=task_id, status=Status.COMPLETED, raw_status="completed",
-                        progress=100, video_url=f"https://cdn.example/{task_id}.mp4")
+                        progress=100, video_url=f"https://cdn.example/{task_id}.mp4",
+                        updated_at=stamp)
         word = self.status_word.get(task_id, "processing")
         shape = self.shape.get(task_id)
         progress = shape(fraction) if shape else int(fraction * 100) if self.progress else None
         return Task(id=task_id, status=octovid._task.status_of(word), raw_status=word,
-                    progress=progress, model=self.model.get(task_id))
+                    progress=progress, model=self.model.get(task_id), updated_at=stamp)
 
 
 def make(
