@@ -2,8 +2,10 @@
 
 State is two heaps and one timer, not a coroutine per task:
 
-* ``_due``: (next poll time, sequence, entry), one live item per watched task id. Stale items
-  (the entry was polled or dropped since) are skipped when they surface.
+* ``_due``: (next poll time, sequence, task id), one live item per watched task id. Stale items
+  (the entry was polled or dropped since: its sequence moved on) are skipped when they surface.
+  The items hold the id, not the entry: a tuple of a float, an int and a str is one object
+  fewer for the garbage collector to walk, 100,000 times over.
 * ``_deadlines``: the loop times at which jobs give up, each once, with ``_cohorts`` holding
   the pending jobs of each (a batch submitted together is one cohort). A job leaves its cohort
   when it is resolved: a finished job that its caller dropped is freed at once, not at its
@@ -135,8 +137,8 @@ class _Entry:
     """One watched task id, shared by every job watching it."""
 
     __slots__ = (
-        "failures", "forecast", "jobs", "last_poll", "live", "model", "polls", "route",
-        "samples", "schedule", "seq", "started", "strikes", "task", "task_id", "unchanged",
+        "end", "failures", "jobs", "last_poll", "live", "model", "polls", "route", "samples",
+        "schedule", "seq", "started", "strikes", "task", "task_id", "unchanged",
     )
 
     def __init__(self, task_id: str, task: Task | None, started: float | None,
@@ -145,7 +147,9 @@ class _Entry:
         self.route = route  # the route family it is queried on
         self.task = task
         self.model = task.model if task is not None else None
-        self.jobs: list[Job] = []
+        # The jobs watching it: one (the common case, no list for the collector to walk), a
+        # list of them, or None once none is left.
+        self.jobs: Job | list[Job] | None = None
         self.live = True
         self.seq = -1  # the sequence number of this entry's live heap item; -1: none
         self.polls = 0
@@ -155,10 +159,31 @@ class _Entry:
         self.schedule: Iterator[float] | None = None  # the backoff of a run of failures
         self.started = started  # loop time the task was created, if known
         self.last_poll = started  # loop time of the last answer
-        # (loop time, progress), rising, 3 at most; None until the first (one object fewer
-        # per task for the collector to walk while 100,000 are watched)
-        self.samples: list[tuple[float, int]] | None = None
-        self.forecast: Forecast | None = None
+        # (loop time, progress), rising, 3 at most: tuples of numbers, which the collector
+        # stops walking (as it does floats), while 100,000 are watched
+        self.samples: tuple[tuple[float, int], ...] = ()
+        self.end: float | None = None  # the end the progress forecasts, if any
+
+    def watchers(self) -> Sequence[Job]:
+        """The jobs watching this task."""
+        jobs = self.jobs
+        return () if jobs is None else (jobs,) if isinstance(jobs, Job) else jobs
+
+    def add(self, job: Job) -> None:
+        jobs = self.jobs
+        self.jobs = job if jobs is None else [jobs, job] if isinstance(jobs, Job) else [*jobs, job]
+
+    def discard(self, job: Job) -> bool:
+        """Stop counting ``job`` among the watchers; whether it was one."""
+        jobs = self.jobs
+        if jobs is job:
+            self.jobs = None
+            return True
+        if not isinstance(jobs, list) or job not in jobs:
+            return False
+        rest = [other for other in jobs if other is not job]
+        self.jobs = rest[0] if len(rest) == 1 else rest
+        return True
 
     def sample(self, at: float, progress: int | None, now: float | None = None) -> None:
         """Keep the time each new progress value was reached; restart if it went back.
@@ -169,16 +194,12 @@ class _Entry:
         if progress is None:
             return
         samples = self.samples
-        if samples is None:
-            samples = self.samples = []
         if samples and progress < samples[-1][1]:
-            samples.clear()
+            samples = ()
         if not samples or progress > samples[-1][1]:
             if samples and at <= samples[-1][0]:
                 at = max(now or at, samples[-1][0])
-            samples.append((at, progress))
-            if len(samples) > _SAMPLES:
-                del samples[0]
+            self.samples = (*samples[1 - _SAMPLES:], (at, progress))
             self.unchanged = 0
 
 
@@ -208,10 +229,10 @@ class Watcher:
         self._rng = rng or random.Random()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._entries: dict[str, _Entry] = {}
-        self._due: list[tuple[float, int, _Entry]] = []
-        # Due polls, the earliest likely finished first: (likely at, due, seq, entry).
-        self._ready: list[tuple[float, float, int, _Entry]] = []
-        self._late: list[tuple[float, int, _Entry]] = []  # the same due polls, oldest first
+        self._due: list[tuple[float, int, str]] = []
+        # Due polls, the earliest likely finished first: (likely at, due, seq, task id).
+        self._ready: list[tuple[float, float, int, str]] = []
+        self._late: list[tuple[float, int, str]] = []  # the same due polls, oldest first
         self._durations: dict[str, Durations] = {}  # per model: what finished tasks took
         self._deadlines: list[float] = []  # a heap
         # deadline -> its pending jobs: a set, or the one job of a lone deadline (a watch)
@@ -389,10 +410,8 @@ class Watcher:
         """A job was cancelled: stop polling its task if no other job watches it."""
         self._release_job(job)
         entry = self._entries.get(job.id) if job.id is not None else None
-        if entry is not None and job in entry.jobs:
-            entry.jobs.remove(job)
-            if not entry.jobs:
-                self._drop(entry)
+        if entry is not None and entry.discard(job) and entry.jobs is None:
+            self._drop(entry)
 
     def _drop(self, entry: _Entry) -> None:
         entry.live = False
@@ -458,7 +477,7 @@ class Watcher:
         elif task is not None and entry.task is None:
             entry.task = task
             entry.model = entry.model or task.model
-        entry.jobs.append(job)
+        entry.add(job)
         if entry.task is not None:
             job._update(entry.task)
 
@@ -493,7 +512,7 @@ class Watcher:
     def _schedule(self, entry: _Entry, delay: float) -> None:
         assert self._loop is not None
         entry.seq = next(self._seq)
-        heapq.heappush(self._due, (self._loop.time() + delay, entry.seq, entry))
+        heapq.heappush(self._due, (self._loop.time() + delay, entry.seq, entry.task_id))
         if self._driver is None:
             self._driver = asyncio.ensure_future(self._drive())
             self._driver.add_done_callback(self._driver_done)
@@ -507,12 +526,18 @@ class Watcher:
         for job in list(self._jobs):  # never leave a job pending
             self.settle(job, RuntimeError(f"octovid's watcher stopped: {exc!r}"))
 
+    def _current(self, seq: int, task_id: str) -> _Entry | None:
+        """The entry of a heap item, if the item is its live one."""
+        entry = self._entries.get(task_id)
+        return entry if entry is not None and entry.seq == seq else None
+
     def _next_due(self) -> float | None:
-        while self._due:
-            at, seq, entry = self._due[0]
-            if entry.live and seq == entry.seq:
+        due = self._due
+        while due:
+            at, seq, task_id = due[0]
+            if self._current(seq, task_id) is not None:
                 return at
-            heapq.heappop(self._due)
+            heapq.heappop(due)
         return None
 
     def _promote(self, now: float) -> None:
@@ -520,9 +545,10 @@ class Watcher:
         due, ready, late = self._due, self._ready, self._late
         while due and due[0][0] <= now:
             item = heapq.heappop(due)
-            at, seq, entry = item
-            if entry.live and seq == entry.seq:
-                heapq.heappush(ready, (self._likely_at(entry), at, seq, entry))
+            at, seq, task_id = item
+            entry = self._current(seq, task_id)
+            if entry is not None:
+                heapq.heappush(ready, (self._likely_at(entry), at, seq, task_id))
                 heapq.heappush(late, item)
 
     def _pick(self, now: float) -> tuple[_Entry, bool] | None:
@@ -534,16 +560,18 @@ class Watcher:
         """
         late = self._late
         while late:
-            at, seq, entry = late[0]
-            if entry.live and seq == entry.seq:
+            at, seq, task_id = late[0]
+            entry = self._current(seq, task_id)
+            if entry is not None:
                 if at + self._policy.max_interval <= now:
                     return entry, True
                 break
             heapq.heappop(late)
         ready = self._ready
         while ready:
-            likely, at, seq, entry = ready[0]
-            if entry.live and seq == entry.seq:
+            likely, at, seq, task_id = ready[0]
+            entry = self._current(seq, task_id)
+            if entry is not None:
                 return entry, likely <= now
             heapq.heappop(ready)
         return None
@@ -624,11 +652,11 @@ class Watcher:
                     ended = now if previous is None else (previous + now) / 2
                 self.learn(entry.model, ended - entry.started)
             self._drop(entry)
-            for job in entry.jobs:
+            for job in entry.watchers():
                 self.settle(job, task)
-            entry.jobs.clear()
+            entry.jobs = None
         else:
-            for job in entry.jobs:
+            for job in entry.watchers():
                 job._update(task)
             entry.sample(_state_time(task, now, refresh_of(self._policy, entry.model)),
                          task.progress, now)
@@ -674,11 +702,11 @@ class Watcher:
         # Not before the gateway's next refresh: the answer cannot change until then.
         tick = self._refresh_after(entry, now, now, refresh)
         floor = refresh if tick is None else tick - now + refresh / 10
-        forecast = Forecast.of(entry.samples or (), entry.started, refresh)
+        forecast = Forecast.of(entry.samples, entry.started, refresh)
         agreed = forecast is not None and forecast.agreed(policy)
         if forecast is not None and forecast.end + (refresh if agreed else 0.0) <= now:
             forecast = None  # an end that passed (and the refresh that shows it) says no more
-        entry.forecast = forecast
+        entry.end = None if forecast is None else forecast.end
         if forecast is not None:
             if agreed:
                 # Aim where the gateway shows the end: its next refresh after it, by the state
@@ -721,8 +749,8 @@ class Watcher:
         Due polls are ranked by it: the earliest is the most likely to find its task finished
         whenever it is sent, and a poll whose time has come goes before waiting creates.
         """
-        if entry.forecast is not None:
-            return entry.forecast.end
+        if entry.end is not None:
+            return entry.end
         durations = self._durations_of(entry.model)
         if durations is not None and entry.started is not None and entry.last_poll is not None:
             age = likely_age(durations, entry.last_poll - entry.started)
@@ -747,9 +775,9 @@ class Watcher:
         if verdict.action is not Action.RETRY:
             log.info("octovid: giving up on task %s: %s", entry.task_id, exc)
             self._drop(entry)
-            for job in entry.jobs:
+            for job in entry.watchers():
                 self.settle(job, exc)
-            entry.jobs.clear()
+            entry.jobs = None
             return
         log.info("octovid: poll of task %s failed (%s); polling again in %.1fs",
                  entry.task_id, exc, verdict.wait)
