@@ -22,7 +22,7 @@ from ._errors import APIError, RateLimitError, TransportError
 from ._limiter import Lane, Limiter, Slot
 from ._retry import throttle_of
 from ._routes import Route, content_path, query_path
-from ._task import Task, answer_text, task_from_answer
+from ._task import Task, answer_text, restamp, task_from_answer
 from ._transport import Answer, Body, Transport
 
 if TYPE_CHECKING:
@@ -112,21 +112,37 @@ class Gateway:
         answer = await self._exchange(slot, "GET", self._transport.url(path, **query),
                                       known=known)
         self.counters.polls += 1
-        if answer.same and previous is not None:
-            return previous, answer.poll_after
-        task = task_from_answer(answer.text, answer.body, task_id=task_id, route=route)
+        if previous is not None:
+            if answer.same:
+                return previous, answer.poll_after
+            if answer.stamps is not None:
+                task = restamp(previous, answer.text, *answer.stamps)
+                if task is not None:
+                    return task, answer.poll_after
+        body = answer.body if answer.stamps is None else self._transport.decode(answer.text)
+        task = task_from_answer(answer.text, body, task_id=task_id, route=route)
         return task, answer.poll_after
 
     async def _exchange(
         self, slot: Slot, method: str, url: URL, payload: Mapping[str, Any] | None = None,
         files: Sequence[Upload] = (), *, known: bytes | None = None,
     ) -> Answer:
-        with slot, self._fed(slot):
-            answer = await self._transport.request(
-                method, url, payload=payload, files=files, sent=slot.sent, known=known
-            )
+        # ``with slot, self._fed(slot)``, written out: a generator context manager a request
+        # cost more than this function's own work on a poll.
+        try:
+            self.counters.requests += 1
+            slot.sending()
+            try:
+                answer = await self._transport.request(
+                    method, url, payload=payload, files=files, sent=slot.sent, known=known
+                )
+            except (APIError, TransportError) as exc:
+                self._failed(slot, exc)
+                raise
             self._limiter.answered(slot)
             return answer
+        finally:
+            slot.release()
 
     @contextlib.contextmanager
     def _fed(self, slot: Slot) -> Iterator[None]:
@@ -135,15 +151,17 @@ class Gateway:
         slot.sending()
         try:
             yield
-        except APIError as exc:
-            self.counters.errors += 1
+        except (APIError, TransportError) as exc:
+            self._failed(slot, exc)
+            raise
+
+    def _failed(self, slot: Slot, exc: APIError | TransportError) -> None:
+        """Count a failed request; an answer (an APIError) goes to the limiter."""
+        self.counters.errors += 1
+        if isinstance(exc, APIError):
             if isinstance(exc, RateLimitError):
                 self.counters.rate_limited += 1
             self._limiter.answered(slot, throttle_of(exc))
-            raise
-        except TransportError:
-            self.counters.errors += 1
-            raise
 
     # -- downloads -------------------------------------------------------------------------
 

@@ -762,7 +762,12 @@ class Limiter:
                 self._tat if 0 <= late <= interval / 2 else max(self._tat, now)
             ) + interval
         slot = Slot(self, now, now - since)
-        self._window.append(slot)
+        window = self._window
+        # Grants sent a window ago bind nothing: dropped, so that a high rate's window does not
+        # keep its whole length of slots (a million at RateLimit(1e6)) for the collector.
+        while window and (sent := window[0].sent_at) is not None and sent + self._span <= now:
+            window.popleft()
+        window.append(slot)
         self._in_flight += 1
         self.granted += 1
         self.waited += now - since

@@ -17,7 +17,7 @@ from ._errors import ProtocolError
 from ._routes import Route
 from ._text import snippet
 
-__all__ = ["Status", "Task", "answer_text", "status_of", "task_from_answer"]
+__all__ = ["Status", "Task", "answer_text", "restamp", "status_of", "task_from_answer"]
 
 
 class Status(enum.StrEnum):
@@ -194,6 +194,17 @@ class _Body(Mapping[str, Any]):
 
     def __repr__(self) -> str:
         return repr(self._decoded())
+
+
+def restamp(previous: Task, text: bytes, old: int, new: int) -> Task | None:
+    """``previous`` again, read from ``text``: its answer but for the stamp, ``old`` now ``new``.
+
+    None (decode ``text``) unless ``previous.updated_at`` was read from that stamp.
+    """
+    updated = _wire.instant(new)
+    if updated is None or previous.updated_at is None or previous.updated_at != _wire.instant(old):
+        return None
+    return attrs.evolve(previous, updated_at=updated, raw=_Body(text))
 
 
 def answer_text(task: Task | None) -> bytes | None:

@@ -21,7 +21,7 @@ import json
 import re
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import quote
 
 import aiohttp
@@ -53,6 +53,9 @@ _CHUNK = 256 * 1024
 QUOTA_CODES = frozenset({"insufficient_user_quota", "pre_consume_token_quota_failed"})
 _CLASSIFYING_CODES = QUOTA_CODES | PERMANENT_SERVER_CODES | {"task_not_exist"}
 _TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_PLAIN = re.compile(r"[A-Za-z0-9._~:-]*").fullmatch  # task ids: only ':' needs escaping
+_STAMP = re.compile(rb'"status_update_time":\s*(\d{1,16})')
+_FAILURES = (aiohttp.ClientError, OSError, TimeoutError)  # no answer: TransportError
 
 try:
     _USER_AGENT = f"octovid/{version('octovid')}"
@@ -87,19 +90,41 @@ def gateway_url(base_url: str) -> URL:
 class Answer:
     """A decoded JSON answer of the gateway, and the bytes it came as."""
 
-    __slots__ = ("body", "poll_after", "request_id", "same", "status", "text")
+    __slots__ = ("body", "poll_after", "request_id", "same", "stamps", "status", "text")
 
     def __init__(
         self, status: int, body: Mapping[str, Any], request_id: str | None,
         poll_after: float | None = None, *, text: bytes = b"", same: bool = False,
+        stamps: tuple[int, int] | None = None,
     ) -> None:
         self.status = status
-        self.body = body  #: the decoded object; empty when ``same``
+        self.body = body  #: the decoded object; empty when ``same`` or ``stamps``
         self.request_id = request_id
         self.poll_after = poll_after  #: seconds the server suggests before the next poll
         self.text = text  #: the body as received
         #: the body is byte for byte the ``known`` one the caller passed: it was not decoded
         self.same = same
+        #: (known, new): the body is the ``known`` one but for its one ``status_update_time``
+        #: number, these two (not decoded: :meth:`Transport.decode` reads it if need be)
+        self.stamps = stamps
+
+
+def restamped(text: bytes, known: bytes) -> tuple[int, int] | None:
+    """The two ``status_update_time`` numbers if ``text`` is ``known`` but for that one number.
+
+    A task polled after the gateway's refresh, with nothing new to say, differs from its last
+    answer by that stamp alone: comparing the bytes around it costs less than decoding them.
+    """
+    new = _STAMP.search(text)
+    old = _STAMP.search(known) if new is not None else None
+    if new is None or old is None:
+        return None
+    start, end = new.span(1)
+    known_start, known_end = old.span(1)
+    if (text[:start] != known[:known_start] or text[end:] != known[known_end:]
+            or _STAMP.search(text, end) is not None):
+        return None
+    return int(known[known_start:known_end]), int(text[start:end])
 
 
 # The ``sent`` callback of the request going out in this task, for _Request.send.
@@ -153,7 +178,7 @@ class Body:
 class Transport:
     """Sends requests to one gateway with one key, over an owned or a borrowed session."""
 
-    __slots__ = ("_base", "_key", "_owned", "_session", "_timeout")
+    __slots__ = ("_base", "_key", "_origin", "_owned", "_prefix", "_session", "_timeout")
 
     def __init__(
         self,
@@ -164,6 +189,8 @@ class Transport:
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         self._base = base_url
+        self._origin = (base_url.scheme, base_url.host, base_url.port)
+        self._prefix = str(base_url)  # every gateway URL starts so
         self._key = api_key
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session = session
@@ -179,14 +206,17 @@ class Transport:
 
     def url(self, path: str, **query: str) -> URL:
         """The gateway URL of ``path``; query values are fully percent-encoded (ids hold ':')."""
-        text = str(self._base) + path
+        text = self._prefix + path
         if query:
-            text += "?" + "&".join(f"{k}={quote(v, safe='')}" for k, v in query.items())
+            text += "?" + "&".join(
+                f"{k}={v.replace(':', '%3A') if _PLAIN(v) else quote(v, safe='')}"
+                for k, v in query.items()
+            )
         return URL(text, encoded=True)
 
     def same_origin(self, url: URL) -> bool:
         """Whether ``url`` is on the gateway's own origin (the only one that gets the key)."""
-        return url.absolute and url.origin() == self._base.origin()
+        return url.absolute and (url.scheme, url.host, url.port) == self._origin
 
     def resolve(self, reference: str) -> URL | None:
         """An absolute http(s) URL for a result URL the gateway gave, else None.
@@ -268,7 +298,13 @@ class Transport:
         else:
             data = None if payload is None else json.dumps(payload, ensure_ascii=False).encode()
         session = self._get_session()
-        with self._translate(url), self._sending(sent):
+        # What _translate and _sending do, written out: two context managers a request cost
+        # more than this function's own work on a poll.
+        if sent is not None and not self._owned:
+            sent()
+            sent = None
+        token = _SENT.set(sent)
+        try:
             async with session.request(
                 method,
                 url,
@@ -283,9 +319,17 @@ class Transport:
                 if response.status >= 300:
                     raise self._error(response, body, request_id)
                 hint = _poll_after(headers.get("openai-poll-after-ms"))
-        if body == known:
-            return Answer(response.status, {}, request_id, hint, text=body, same=True)
-        return Answer(response.status, self._decode(body, response.status), request_id, hint,
+        except _FAILURES as exc:
+            _raise_unchained(self._failure(url, exc))
+        finally:
+            _SENT.reset(token)
+        if known is not None:
+            if body == known:
+                return Answer(response.status, {}, request_id, hint, text=body, same=True)
+            stamps = restamped(body, known)
+            if stamps is not None:
+                return Answer(response.status, {}, request_id, hint, text=body, stamps=stamps)
+        return Answer(response.status, self.decode(body, response.status), request_id, hint,
                       text=body)
 
     @contextlib.asynccontextmanager
@@ -369,19 +413,20 @@ class Transport:
         The new error is unchained (no ``__cause__``, no ``__context__``): aiohttp's errors
         keep the request's headers, and with them the key.
         """
-        where = f"{url.scheme}://{url.host}:{url.port}"
-        error: TransportError | None = None
         try:
             yield
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-            error = TransportError(f"cannot connect to {where}: {self._plain(exc)}", sent=False)
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            error = TransportError(f"no answer from {where}: {self._plain(exc)}", sent=True)
-        if error is not None:
-            try:
-                raise error
-            finally:  # set as it leaves: a raise inside __exit__ chains the error it handles
-                error.__cause__ = error.__context__ = None
+        except _FAILURES as exc:
+            error = self._failure(url, exc)
+        else:
+            return
+        _raise_unchained(error)
+
+    def _failure(self, url: URL, exc: BaseException) -> TransportError:
+        """The TransportError of aiohttp's or the socket's failure ``exc`` on ``url``."""
+        where = f"{url.scheme}://{url.host}:{url.port}"
+        if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
+            return TransportError(f"cannot connect to {where}: {self._plain(exc)}", sent=False)
+        return TransportError(f"no answer from {where}: {self._plain(exc)}", sent=True)
 
     def _plain(self, exc: BaseException) -> str:
         text = redact(str(exc).encode(), self._key).decode("utf-8", "replace")
@@ -409,7 +454,12 @@ class Transport:
                 )
         return b"".join(chunks)
 
-    def _decode(self, body: bytes, status: int) -> Mapping[str, Any]:
+    def decode(self, body: bytes, status: int = 200) -> Mapping[str, Any]:
+        """The JSON object of an answer's ``body``.
+
+        Raises:
+            ProtocolError: The body is not a JSON object.
+        """
         try:
             data = json.loads(body)
         except (ValueError, RecursionError):
@@ -453,6 +503,15 @@ def _poll_after(value: str | None) -> float | None:
     except ValueError:
         return None
     return millis / 1000 if millis is not None and 0 < millis < 3_600_000 else None
+
+
+def _raise_unchained(error: TransportError) -> NoReturn:
+    """Raise ``error`` with no ``__cause__`` or ``__context__``: aiohttp's errors keep the
+    request's headers, and with them the key."""
+    try:
+        raise error
+    finally:  # set as it leaves: a raise in an except block chains the error it handles
+        error.__cause__ = error.__context__ = None
 
 
 def _where(url: URL) -> str:

@@ -613,7 +613,7 @@ class Watcher:
             return
         entry = picked[0]
         entry.seq = -1  # its items in both ready heaps are dead now
-        task = asyncio.ensure_future(self._poll(entry, slot))
+        task = self._loop.create_task(self._poll(entry, slot))
         self._poll_tasks.add(task)
         task.add_done_callback(self._poll_tasks.discard)
 

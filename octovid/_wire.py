@@ -18,7 +18,7 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, override
 
-__all__ = ["Wire", "converter", "read"]
+__all__ = ["Wire", "converter", "instant", "read"]
 
 Text = NewType("Text", str)  # a non-empty string; numbers become strings
 Name = NewType("Name", str)  # a non-empty string, and only a string
@@ -202,6 +202,11 @@ def _instant(value: object, _: object) -> datetime | None:
     if not _EARLIEST <= seconds <= _LATEST:
         return None
     return datetime.fromtimestamp(seconds, UTC)
+
+
+def instant(value: object) -> datetime | None:
+    """An instant as answers write it (epoch seconds or milliseconds, RFC 3339); None if not."""
+    return _instant(value, None)
 
 
 def _reason(value: object, _: object) -> str | None:

@@ -7,14 +7,20 @@ request's headers, a malformed status line), so they are written here, on loopba
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import attrs
 import pytest
 from aiohttp import web
 from yarl import URL
 
 import octovid
-from octovid._transport import NotVideo, SourceGone, Transport, gateway_url
+from octovid import RateLimit
+from octovid._gateway import Counters, Gateway
+from octovid._limiter import Limiter
+from octovid._transport import NotVideo, SourceGone, Transport, gateway_url, restamped
 
 KEY = "sk-very-secret-key-0123456789"
 
@@ -183,3 +189,57 @@ async def test_redirects_off_the_gateway_are_not_followed_with_the_key(server):
             await transport.request("GET", transport.url("/v1/video/query", id="x"))
     finally:
         await transport.close()
+
+
+def test_only_a_changed_status_update_time_is_told_apart_from_a_new_answer():
+    """Two answers the same but for their one status_update_time: its two numbers; else None."""
+    known = b'{"id":"t1","status":"in_progress","progress":40,"status_update_time":1762010621323}'
+    assert restamped(known.replace(b"621323", b"636323"), known) == (
+        1762010621323, 1762010636323)
+    assert restamped(known.replace(b"40", b"55").replace(b"621323", b"636323"), known) is None
+    twice = known[:-1] + b',"detail":{"status_update_time":1}}'
+    assert restamped(twice.replace(b"621323", b"636323"), twice) is None
+    assert restamped(b'{"id":"t1"}', b'{"id":"t1"}') is None
+
+
+async def test_an_answer_new_only_by_its_stamp_is_the_last_snapshot_restamped(server):
+    """Polls that bring only a new stamp give the new updated_at and raw; others are read."""
+    stamp = 1762010621323
+    answers = iter([
+        {"id": "t1", "status": "in_progress", "progress": 40, "status_update_time": stamp},
+        {"id": "t1", "status": "in_progress", "progress": 40, "status_update_time": stamp + 15000},
+        {"id": "t1", "status": "in_progress", "progress": 55, "status_update_time": stamp + 30000},
+    ])
+
+    async def query(request: web.Request) -> web.Response:
+        return web.Response(body=json.dumps(next(answers), separators=(",", ":")),
+                            content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/v1/video/query", query)
+    transport = Transport(gateway_url(await server(app)), KEY, timeout=5)
+    limiter = Limiter(RateLimit(100), 4)
+    gateway = Gateway(lambda: transport, limiter, Counters(), foreign_concurrency=1)
+    try:
+        tasks: list[octovid.Task] = []
+        for _ in range(3):
+            previous = tasks[-1] if tasks else None
+            task, _ = await gateway.query(await limiter.acquire(), "t1", previous=previous)
+            tasks.append(task)
+    finally:
+        await transport.close()
+    first, second, third = tasks
+    assert second.updated_at == dt.datetime.fromtimestamp((stamp + 15000) / 1000, dt.UTC)
+    assert second.raw["status_update_time"] == stamp + 15000
+    assert attrs.evolve(second, updated_at=first.updated_at) == first
+    assert third.progress == 55
+    assert third.updated_at == dt.datetime.fromtimestamp((stamp + 30000) / 1000, dt.UTC)
+
+
+def test_query_values_are_fully_percent_encoded():
+    """A task id's ':' and any other reserved character are escaped in the query string."""
+    transport = Transport(gateway_url("http://gateway.example/api"), KEY, timeout=5)
+    assert str(transport.url("/v1/video/query", id="sora-2:task_01k9")) == (
+        "http://gateway.example/api/v1/video/query?id=sora-2%3Atask_01k9")
+    assert transport.url("/v1/video/query", id="a b&c=d/é").raw_query_string == (
+        "id=a%20b%26c%3Dd%2F%C3%A9")
