@@ -201,10 +201,12 @@ def restamp(previous: Task, text: bytes, old: int, new: int) -> Task | None:
 
     None (decode ``text``) unless ``previous.updated_at`` was read from that stamp.
     """
-    updated = _wire.instant(new)
-    if updated is None or previous.updated_at is None or previous.updated_at != _wire.instant(old):
+    before = previous.updated_at
+    if before is None or before.timestamp() != _wire.epoch_seconds(old):
         return None
-    return attrs.evolve(previous, updated_at=updated, raw=_Body(text))
+    updated = _wire.instant(new)
+    return None if updated is None else attrs.evolve(previous, updated_at=updated,
+                                                     raw=_Body(text))
 
 
 def answer_text(task: Task | None) -> bytes | None:

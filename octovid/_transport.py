@@ -178,7 +178,7 @@ class Body:
 class Transport:
     """Sends requests to one gateway with one key, over an owned or a borrowed session."""
 
-    __slots__ = ("_base", "_key", "_origin", "_owned", "_prefix", "_session", "_timeout")
+    __slots__ = ("_base", "_key", "_origin", "_owned", "_parts", "_session", "_timeout")
 
     def __init__(
         self,
@@ -190,7 +190,7 @@ class Transport:
     ) -> None:
         self._base = base_url
         self._origin = (base_url.scheme, base_url.host, base_url.port)
-        self._prefix = str(base_url)  # every gateway URL starts so
+        self._parts = (base_url.scheme, base_url.raw_authority, base_url.raw_path.rstrip("/"))
         self._key = api_key
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session = session
@@ -206,13 +206,13 @@ class Transport:
 
     def url(self, path: str, **query: str) -> URL:
         """The gateway URL of ``path``; query values are fully percent-encoded (ids hold ':')."""
-        text = self._prefix + path
-        if query:
-            text += "?" + "&".join(
-                f"{k}={v.replace(':', '%3A') if _PLAIN(v) else quote(v, safe='')}"
-                for k, v in query.items()
-            )
-        return URL(text, encoded=True)
+        text = "&".join([
+            f"{k}={v.replace(':', '%3A') if _PLAIN(v) else quote(v, safe='')}"
+            for k, v in query.items()
+        ]) if query else ""
+        scheme, authority, prefix = self._parts  # built, not parsed: the parts are encoded
+        return URL.build(scheme=scheme, authority=authority, path=prefix + path,
+                         query_string=text, encoded=True)
 
     def same_origin(self, url: URL) -> bool:
         """Whether ``url`` is on the gateway's own origin (the only one that gets the key)."""

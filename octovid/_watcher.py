@@ -128,6 +128,11 @@ def _state_time(task: Task, now: float, refresh: float) -> float:
     return now - age if -refresh / 2 <= age <= 1.5 * refresh else now
 
 
+def _refresh_after(tick: float, at: float, refresh: float) -> float:
+    """The gateway's first refresh at or after loop time ``at`` (after ``tick``), given one."""
+    return tick + refresh * max(1, math.ceil((at - tick) / refresh))
+
+
 def _stop_unless_done(task: asyncio.Task[Any] | None, _: Job) -> None:
     if task is not None and not task.done():
         task.cancel()
@@ -590,7 +595,12 @@ class Watcher:
             wake_at = self._next_due()
             if picked is not None:
                 if picked[1] or not self._gateway.creates_waiting():
-                    self._dispatch(await self._gateway.acquire(Lane.QUERY))
+                    entry, seq = picked[0], picked[0].seq
+                    slot = await self._gateway.acquire(Lane.QUERY)
+                    # Granted at once (the clock has not moved), the pick still stands.
+                    same = loop.time() == now and entry.seq == seq and entry.live
+                    self._dispatch(slot, entry if same else None)
+                    del entry, slot, picked  # no local of the loop keeps them alive
                     continue
                 wake_at = min(wake_at or math.inf, now + 1.0)
             self._wake = loop.create_future()
@@ -602,16 +612,17 @@ class Watcher:
                 self._wake = None
                 self._wake_at = None
 
-    def _dispatch(self, slot: Slot) -> None:
-        """Poll the picked ready task on ``slot`` (no local of the loop keeps it alive)."""
+    def _dispatch(self, slot: Slot, entry: _Entry | None = None) -> None:
+        """Poll ``entry``, or the ready task to pick now, on ``slot``."""
         assert self._loop is not None
-        now = self._loop.time()
-        self._promote(now)
-        picked = self._pick(now)
-        if picked is None:  # the ready task was dropped while we waited
-            slot.refund()
-            return
-        entry = picked[0]
+        if entry is None:
+            now = self._loop.time()
+            self._promote(now)
+            picked = self._pick(now)
+            if picked is None:  # the ready task was dropped while we waited
+                slot.refund()
+                return
+            entry = picked[0]
         entry.seq = -1  # its items in both ready heaps are dead now
         task = self._loop.create_task(self._poll(entry, slot))
         self._poll_tasks.add(task)
@@ -658,9 +669,12 @@ class Watcher:
         else:
             for job in entry.watchers():
                 job._update(task)
-            entry.sample(_state_time(task, now, refresh_of(self._policy, entry.model)),
-                         task.progress, now)
-            self._schedule(entry, max(self._plan(entry, now), hint or 0.0))
+            refresh = refresh_of(self._policy, entry.model)
+            stamp = _state_time(task, now, refresh)
+            entry.sample(stamp, task.progress, now)
+            # The answer's stamp is an instant of the gateway's refresh if it is believed.
+            tick = stamp if refresh and stamp != now else None
+            self._schedule(entry, max(self._plan(entry, now, refresh, tick), hint or 0.0))
         if changed:  # after the next poll is settled: the observer (journal) cannot stop it
             try:
                 self._creating.observed(task)
@@ -695,13 +709,15 @@ class Watcher:
         bound = self._policy.max_interval
         return gap - bound * self._policy.jitter * self._rng.uniform(0.5, 1.0)
 
-    def _plan(self, entry: _Entry, now: float) -> float:
-        """Seconds from now to the next poll of a task that is not finished (``_schedule``)."""
+    def _plan(self, entry: _Entry, now: float, refresh: float, tick: float | None) -> float:
+        """Seconds from now to the next poll of a task that is not finished (``_schedule``).
+
+        ``refresh`` is the gateway's period for the task, ``tick`` a refresh instant (the last
+        answer's stamp) if one is known.
+        """
         policy = self._policy
-        refresh = refresh_of(policy, entry.model)
         # Not before the gateway's next refresh: the answer cannot change until then.
-        tick = self._refresh_after(entry, now, now, refresh)
-        floor = refresh if tick is None else tick - now + refresh / 10
+        floor = refresh if tick is None else _refresh_after(tick, now, refresh) - now + refresh / 10
         forecast = Forecast.of(entry.samples, entry.started, refresh)
         agreed = forecast is not None and forecast.agreed(policy)
         if forecast is not None and forecast.end + (refresh if agreed else 0.0) <= now:
@@ -712,9 +728,8 @@ class Watcher:
                 # Aim where the gateway shows the end: its next refresh after it, by the state
                 # stamps if the answers carry them, else spread over the period (so that tasks
                 # ending together do not poll together).
-                shown = self._refresh_after(entry, forecast.end, now, refresh)
-                if shown is None:
-                    shown = forecast.end + refresh * self._rng.uniform(0.5, 1.0)
+                shown = (forecast.end + refresh * self._rng.uniform(0.5, 1.0) if tick is None
+                         else _refresh_after(tick, forecast.end, refresh))
                 gap = shown - now + refresh / 10
             else:  # when a completion could first be max_interval old; no further
                 gap = min(policy.max_interval,
@@ -727,21 +742,6 @@ class Watcher:
         # Nothing to go by: the geometric schedule from the last change of progress.
         step = entry.unchanged if entry.samples else entry.polls
         return max(floor, policy.geometric(step, self._rng))
-
-    @staticmethod
-    def _refresh_after(entry: _Entry, end: float, now: float, refresh: float) -> float | None:
-        """The gateway's first refresh at or after loop time ``end``, by the state stamps.
-
-        None without stamps to go by (or with no refresh period): the last answer's stamp is a
-        refresh instant only if it is believed (``_state_time``).
-        """
-        task = entry.task
-        if not refresh or task is None:
-            return None
-        stamp = _state_time(task, now, refresh)
-        if stamp == now:
-            return None
-        return stamp + refresh * max(1, math.ceil((end - stamp) / refresh))
 
     def _likely_at(self, entry: _Entry) -> float:
         """The loop time from which the task is more likely finished than not (inf: unknown).

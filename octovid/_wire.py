@@ -18,7 +18,7 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, override
 
-__all__ = ["Wire", "converter", "instant", "read"]
+__all__ = ["Wire", "converter", "epoch_seconds", "instant", "read"]
 
 Text = NewType("Text", str)  # a non-empty string; numbers become strings
 Name = NewType("Name", str)  # a non-empty string, and only a string
@@ -197,11 +197,15 @@ def _instant(value: object, _: object) -> datetime | None:
         return None
     if not math.isfinite(seconds) or seconds <= 0:
         return None  # 0 means "not yet"
-    if seconds > _MILLIS:
-        seconds /= 1000
+    seconds = epoch_seconds(seconds)
     if not _EARLIEST <= seconds <= _LATEST:
         return None
     return datetime.fromtimestamp(seconds, UTC)
+
+
+def epoch_seconds(value: float) -> float:
+    """Epoch seconds of an epoch number in seconds or milliseconds (above 1e11)."""
+    return value / 1000 if value > _MILLIS else value
 
 
 def instant(value: object) -> datetime | None:
