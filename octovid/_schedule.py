@@ -11,7 +11,9 @@ bound on how late a completion may be seen (``max_interval``):
   it (by the answers' stamps; without them, half to one refresh period after the end), even
   if that is further than ``max_interval`` away, but never more than ``8 * max_interval``
   ahead (a far end is checked again on the way). An end that passed less than one refresh ago
-  still stands: the refresh that shows it may not have come yet.
+  still stands: the refresh that shows it may not have come yet. An end longer than every
+  duration known for the model (below) does not count as agreed: progress that stalled and
+  rose again agrees on such ends.
 * **Progress that does not agree yet**, or a single sample (read against the start): the end
   is uncertain (spread ``s``) and the next poll comes when a completion could first be
   ``max_interval`` old, ``end - 2 s + max_interval``, and ``max_interval`` from now at most.
@@ -250,6 +252,12 @@ class Durations:
     def usable(self) -> bool:
         """Whether the distribution may be used: a prior, or enough learned."""
         return bool(self._prior) or len(self._order) >= _LEARNED
+
+    @property
+    def longest(self) -> float:
+        """The longest duration known (prior or learned); infinite if none."""
+        data = self._data()
+        return data[-1] if data else math.inf
 
     def add(self, seconds: float) -> None:
         """Learn one duration."""

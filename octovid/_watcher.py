@@ -719,7 +719,8 @@ class Watcher:
         # Not before the gateway's next refresh: the answer cannot change until then.
         floor = refresh if tick is None else _refresh_after(tick, now, refresh) - now + refresh / 10
         forecast = Forecast.of(entry.samples, entry.started, refresh)
-        agreed = forecast is not None and forecast.agreed(policy)
+        agreed = forecast is not None and forecast.agreed(policy) and not self._beyond(
+            entry, forecast.end)
         if forecast is not None and forecast.end + (refresh if agreed else 0.0) <= now:
             forecast = None  # an end that passed (and the refresh that shows it) says no more
         entry.end = None if forecast is None else forecast.end
@@ -742,6 +743,16 @@ class Watcher:
         # Nothing to go by: the geometric schedule from the last change of progress.
         step = entry.unchanged if entry.samples else entry.polls
         return max(floor, policy.geometric(step, self._rng))
+
+    def _beyond(self, entry: _Entry, end: float) -> bool:
+        """Whether ``end`` makes the task longer than any of its model's known durations.
+
+        Progress that stalled and rose again agrees on an end far off; no poll is aimed at
+        one the durations (the family's tail, those seen) have never reached.
+        """
+        durations = self._durations_of(entry.model)
+        return (durations is not None and durations.usable and entry.started is not None
+                and end - entry.started > durations.longest)
 
     def _likely_at(self, entry: _Entry) -> float:
         """The loop time from which the task is more likely finished than not (inf: unknown).

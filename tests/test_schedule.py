@@ -370,3 +370,16 @@ def test_a_task_is_likely_finished_by_the_median_of_the_durations_beyond_its_age
     assert likely_age(durations, 60.0) == 80.0
     assert likely_age(durations, 150.0) == 150.0  # older than all: likely at its end
     assert likely_age(Durations(), 10.0) is None
+
+
+def slow_rise(fraction: float) -> int:
+    return 50 + int(10 * fraction)  # 50 to 60 over the whole task, then done
+
+
+def test_an_end_beyond_every_known_duration_is_not_aimed_at(virtual):
+    """Progress too slow for any known duration agrees on a far end: still seen within 30 s."""
+    rng = random.Random(3)
+    learned = [rng.uniform(60, 120) for _ in range(50)]
+    polls, delay = run_one(virtual, slow_rise, 170.0, model="grok-video-3", learned=learned)
+    assert 0 <= delay <= D
+    assert polls <= 170 / PollPolicy().refresh + 1  # and no spin
