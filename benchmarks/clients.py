@@ -422,8 +422,17 @@ async def main(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(spec: dict[str, Any]) -> dict[str, Any]:
-    """Run the client of ``spec`` on a loop scaled by ``spec["scale"]``."""
+    """Run the client of ``spec`` on a loop scaled by ``spec["scale"]``.
+
+    With ``spec["wall"]`` (the simulator's wall time and monotonic clock at its start), the
+    process's ``time.time()`` runs at the same pace from there, as the simulator's answers'
+    stamps do: a client reads their age in workload seconds.
+    """
     scale = float(spec.get("scale", 1.0))
+    if "wall" in spec:
+        wall, start = spec["wall"]
+        monotonic = time.monotonic
+        time.time = lambda: wall + (monotonic() - start) * scale
     with asyncio.Runner(loop_factory=lambda: ScaledLoop(scale)) as runner:
         return runner.run(main(spec))
 

@@ -152,6 +152,9 @@ def client_spec(scenario: Scenario, run: Run, sim: Simulator) -> dict[str, Any]:
         "client": run.client, "url": sim.url, "key": sim.api_key, "scale": run.scale,
         "bodies": scenario.bodies(count), "deadline": scenario.deadline,
         "rate": scenario.rate, "interval": 5.0, "retry": 1.0,
+        # The simulator's wall clock runs at the workload's pace from these two readings at its
+        # start; the client's runs the same way (``clients.run``), so stamps read true.
+        "wall": [sim._wall_epoch, sim._epoch],
     }
     if run.client == "octovid" and scenario.warmup:
         spec["warmup"] = scenario.bodies(scenario.warmup, seed=SEED + 1)

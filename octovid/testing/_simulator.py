@@ -281,7 +281,10 @@ class Simulator:
         time_scale: divides every duration the simulator is given (task durations, refresh,
             unknown_for, queue phases, latency, slow_delay, not_found_for, storms, the rate
             limit's window, url_ttl, injected delays, Retry-After and poll-after values), so
-            that a workload's minutes run in seconds.
+            that a workload's minutes run in seconds. The wall times in answers (stamps,
+            ``created_at``, URL expiry) run at the workload's pace instead, ``time_scale``
+            seconds a second from the wall time at start: a 3-minute task's stamps are 3
+            minutes apart, for a client whose clocks are scaled the same way.
         workload: a :class:`~octovid.testing.Workload`, or its name in ``WORKLOADS`` or
             ``ROUTE_WORKLOADS``: draws each task's duration, outcome, progress pattern, refresh
             and "unknown" period from the workload's entry for the model's kind (whatever the
@@ -563,8 +566,8 @@ class Simulator:
         return self._urls
 
     def _wall(self, now: float) -> float:
-        """The wall time of the clock's instant ``now``."""
-        return self._wall_epoch + (now - self._epoch)
+        """The wall time of the clock's instant ``now``: at the workload's pace, from start."""
+        return self._wall_epoch + (now - self._epoch) * self._scale
 
     # Lifecycle
 
@@ -1002,7 +1005,7 @@ class Simulator:
             outcome="failed" if failed else "completed",
             reason=reason,
             terminal_at=now + visible,
-            wall_terminal_at=wall + visible,
+            wall_terminal_at=wall + visible * scale, pace=scale,
             upstream_id=upstream_id,
             pattern=pattern,
             refresh=refresh,
@@ -1063,9 +1066,9 @@ class Simulator:
             return path if choice == "path" else self.url + path
         wall = self._wall(self._clock())
         if self._url_ttl is None:
-            expires = int(wall + _URL_VALID / self._scale)
+            expires = int(wall + _URL_VALID)
         else:
-            expires = math.ceil(wall + self._url_ttl)
+            expires = math.ceil(wall + self._url_ttl * self._scale)
         return self._signer.url(self.cdn_url, task.id, expires)
 
     def _slot(self, task: SimTask, seen: View) -> str | None:
@@ -1182,13 +1185,13 @@ class Simulator:
         if family != "sora":
             return json_response(200, converted_create(task))
         created = View("queued", 0.0, task.wall_created)
-        return json_response(200, openai_video(task, created, _EXPIRES_IN / self._scale))
+        return json_response(200, openai_video(task, created, _EXPIRES_IN))
 
     async def _videos_query(self, request: web.Request, x: _Exchange) -> web.StreamResponse:
         task = self._find(x, request.match_info["task_id"])
         seen = self._poll(task)
         if task.family == "sora":
-            video = openai_video(task, seen, _EXPIRES_IN / self._scale)
+            video = openai_video(task, seen, _EXPIRES_IN)
         else:
             video = converted_video(task, seen, self._slot(task, seen))
         headers = None if self._poll_after is None else {POLL_AFTER: self._poll_after}

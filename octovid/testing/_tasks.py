@@ -78,9 +78,10 @@ def family_of(model: str) -> Family | None:
 class SimTask:
     """A task of the simulator: its plan, and how often it was polled.
 
-    Instants are the simulator's clock (``time.monotonic()`` unless a clock was given), wall
-    times its ``time.time()``; both are after time scaling, so a duration is in the seconds the
-    run really took. Multiply by the simulator's ``time_scale`` for the workload's seconds.
+    Instants are the simulator's clock (``time.monotonic()`` unless a clock was given), after
+    time scaling: a duration is in the seconds the run really took (multiply by the
+    simulator's ``time_scale`` for the workload's). Wall times, those the answers carry, run at
+    the workload's pace from the wall time at start: ``pace`` wall seconds a clock second.
     """
 
     id: str  # the id the create answer gave
@@ -110,6 +111,7 @@ class SimTask:
     row_id: int = 0  # the gateway's integer row id, shown as data.id by the native route
     remixed_from: str | None = None  # remix: the id of the task it remixes
     reason_in_url: bool = False  # once failed, its result-URL slot holds the failure reason
+    pace: float = 1.0  # wall seconds a clock second: the simulator's time scale
 
     @property
     def stuck(self) -> bool:
@@ -173,7 +175,7 @@ def view(task: SimTask, now: float) -> View:
         elapsed = max(elapsed - (now - task.ticks_from) % task.refresh, 0.0)
     elapsed = min(elapsed, task.frozen_after)
     phase, fraction = _progress(task, elapsed)
-    return View(phase, min(fraction, 0.99), task.wall_created + elapsed, reported)
+    return View(phase, min(fraction, 0.99), task.wall_created + elapsed * task.pace, reported)
 
 
 def _progress(task: SimTask, elapsed: float) -> tuple[Phase, float]:
