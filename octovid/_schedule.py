@@ -25,12 +25,12 @@ bound on how late a completion may be seen (``max_interval``):
   still judged by the family's tail. The figures may not be this gateway's (nor a
   simulator's): the first 8 tasks of a model are first polled after ``initial``, and a task
   seen to finish in under half the prior's shortest duration drops the prior (its model's
-  tasks are polled again soon, on the geometric schedule until 20 have finished).
-  The next poll after
-  a poll at age ``a`` comes at the age where a completion since ``a`` has become likely enough
-  to risk being late: the ``F(a) + 0.5% (1 - F(a))`` quantile, plus ``max_interval``. Where
-  completions are rare (the first minutes of a Sora job) the gaps are long; where they are
-  dense, about ``max_interval``; a late completion is one in two hundred per gap.
+  tasks are polled again soon, on the geometric schedule until 20 have finished). The next
+  poll after a poll at age ``a`` comes at the age where a completion since ``a`` has become
+  likely enough to risk being late: the ``F(a) + 0.5% (1 - F(a))`` quantile, plus
+  ``max_interval``. Where completions are rare (the first minutes of a Sora job) the gaps are
+  long; where they are dense, about ``max_interval``; a late completion is one in two hundred
+  per gap.
 * **Nothing known** (a model of no known family before 20 of its tasks finished, a task older
   than every duration known, a stall or an end that passed without a distribution): geometric
   growth from ``initial`` by ``factor`` up to ``max_interval``, counted from the last change of

@@ -418,6 +418,13 @@ class Watcher:
         if entry is not None and entry.discard(job) and entry.jobs is None:
             self._drop(entry)
 
+    def _finish(self, entry: _Entry, outcome: Task | BaseException) -> None:
+        """Stop polling ``entry`` and resolve every job watching it with ``outcome``."""
+        self._drop(entry)
+        for job in entry.watchers():
+            self.settle(job, outcome)
+        entry.jobs = None
+
     def _drop(self, entry: _Entry) -> None:
         entry.live = False
         if self._entries.get(entry.task_id) is entry:
@@ -662,10 +669,7 @@ class Watcher:
                 if previous is None or not previous < ended < now:
                     ended = now if previous is None else (previous + now) / 2
                 self.learn(entry.model, ended - entry.started)
-            self._drop(entry)
-            for job in entry.watchers():
-                self.settle(job, task)
-            entry.jobs = None
+            self._finish(entry, task)
         else:
             for job in entry.watchers():
                 job._update(task)
@@ -785,10 +789,7 @@ class Watcher:
         )
         if verdict.action is not Action.RETRY:
             log.info("octovid: giving up on task %s: %s", entry.task_id, exc)
-            self._drop(entry)
-            for job in entry.watchers():
-                self.settle(job, exc)
-            entry.jobs = None
+            self._finish(entry, exc)
             return
         log.info("octovid: poll of task %s failed (%s); polling again in %.1fs",
                  entry.task_id, exc, verdict.wait)
