@@ -25,10 +25,13 @@ bound on how late a completion may be seen (``max_interval``):
   still judged by the family's tail. The figures may not be this gateway's (nor a
   simulator's): the first 8 tasks of a model are first polled after ``initial``, and a task
   seen to finish in under half the prior's shortest duration drops the prior (its model's
-  tasks are polled again soon, on the geometric schedule until 20 have finished). The next
-  poll after a poll at age ``a`` comes at the age where a completion since ``a`` has become
-  likely enough to risk being late: the ``F(a) + 0.5% (1 - F(a))`` quantile, plus
-  ``max_interval``. Where completions are rare (the first minutes of a Sora job) the gaps are
+  tasks are polled again soon, on the geometric schedule until 20 have finished). The first
+  poll comes at the durations' 4% quantile plus ``max_interval``: a task that ends before that
+  quantile is seen late, and the fewest polls that see 95% of the tasks within the bound spend
+  the whole allowance on that first gap (``blind_optimum`` in ``benchmarks/schedule.py``
+  finds it so on Veo's durations). After a poll at age ``a``, the next comes where 0.5% of
+  the tasks still running at ``a`` have finished (read between the known durations:
+  :meth:`Durations.reached`), plus ``max_interval``. Where completions are rare the gaps are
   long; where they are dense, about ``max_interval``; a late completion is one in two hundred
   per gap.
 * **Nothing known** (a model of no known family before 20 of its tasks finished, a task older
@@ -63,6 +66,9 @@ __all__ = ["PRIORS", "Durations", "Forecast", "PollPolicy", "estimate", "family_
 _LEARNED = 20  # finished tasks of a model of no known family before its distribution is trusted
 _KEPT = 256  # durations kept per model (the most recent)
 _RISK = 0.005  # the chance, per gap, that a completion in it is seen more than max_interval late
+# The share of all tasks the first poll may see late: the gap where lateness saves the most polls
+# (the fewest polls that keep 95% within a bound put the whole 5% there); 1% is left for the rest.
+_FIRST_RISK = 0.04
 _PRIOR_POINTS = 40  # durations a family's prior stands for
 _DEFAULT_INITIAL, _DEFAULT_MAX_INTERVAL = 5.0, 30.0  # the policy the priors are for
 _REACH = 8  # an agreed end is aimed at up to this many max_intervals ahead
@@ -291,6 +297,31 @@ class Durations:
         data = self._data()
         return data[min(len(data) - 1, max(0, math.ceil(q * len(data)) - 1))]
 
+    def reached(self, age: float, share: float) -> float | None:
+        """The age by which ``share`` of the tasks still running at ``age`` have finished.
+
+        Read from the durations' cumulative share drawn as straight lines between them (the
+        shortest one's share from one spacing before it), so that a share smaller than one
+        duration's weight lands between two of them, not on the next. None beyond the longest.
+        """
+        data = self._data()
+        count = len(data)
+        if count < 2 or age >= data[-1]:
+            return None
+        start = max(0.0, 2 * data[0] - data[1])  # where the line from share 0 begins
+
+        def point(i: int) -> float:  # the duration at which the share reaches (i + 1) / count
+            return data[i] if i >= 0 else start
+
+        after = bisect.bisect_right(data, age)
+        low = point(after - 1)
+        part = 0.0 if age <= low else (age - low) / (data[after] - low)
+        done = (after + min(part, 1.0)) / count if age > start else 0.0
+        goal = (done + share * (1 - done)) * count  # in durations
+        i = min(count - 1, max(0, math.ceil(goal) - 1))
+        low = point(i - 1)
+        return max(age, low + (goal - i) * (data[i] - low))
+
 
 class Forecast:
     """What is known of one task's end: from its progress, or from its model's history."""
@@ -335,14 +366,22 @@ class Forecast:
         return 2 * self.spread <= policy.max_interval / 2
 
 
-def learned_gap(durations: Durations, age: float, policy: PollPolicy) -> float | None:
-    """Seconds from a poll at ``age`` to the next one, by the model's finished tasks; or None."""
+def learned_gap(durations: Durations, age: float, policy: PollPolicy, *,
+                first: bool = False) -> float | None:
+    """Seconds from a poll at ``age`` to the next one, by the model's finished tasks; or None.
+
+    The ``first`` poll after the create may see ``_FIRST_RISK`` of the tasks late, the others
+    ``_RISK`` of those still running.
+    """
     if not durations.usable:
         return None
-    below = durations.cdf(age)
-    if below >= 1.0:
+    if first:
+        below = durations.cdf(age)
+        target = None if below >= 1.0 else durations.quantile(below + _FIRST_RISK * (1 - below))
+    else:
+        target = durations.reached(age, _RISK)
+    if target is None:
         return None  # older than every task seen finish: nothing to go by
-    target = durations.quantile(below + _RISK * (1 - below))
     return max(0.0, target - age) + policy.max_interval
 
 

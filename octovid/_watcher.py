@@ -705,7 +705,7 @@ class Watcher:
         durations = self._durations_of(entry.model)
         if durations is None or entry.started is None:
             return None
-        gap = learned_gap(durations, now - entry.started, self._policy)
+        gap = learned_gap(durations, now - entry.started, self._policy, first=not entry.polls)
         if gap is None:
             return None
         # The part of the gap that bounds the delay (max_interval) is shortened by the jitter,

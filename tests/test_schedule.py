@@ -173,6 +173,45 @@ def test_durations_keep_the_recent_ones_in_order():
     assert learned_gap(durations, 310.0, PollPolicy()) is None  # older than any seen: no clue
 
 
+def test_the_age_a_share_of_running_tasks_is_reached_is_read_between_durations():
+    """`Durations.reached` draws the shares as lines between durations, from one spacing
+    before the shortest; None beyond the longest."""
+    durations = Durations()
+    for i in range(20):
+        durations.add(100.0 + 10 * i)  # 100 .. 290: each is 5% of the tasks
+    assert durations.reached(5.0, 0.05) == pytest.approx(100.0)  # nothing ends before 90 s
+    assert durations.reached(5.0, 0.005) == pytest.approx(91.0)  # a tenth of the first 5%
+    assert durations.reached(95.0, 0.05) == pytest.approx(104.75)  # half the first 5% is done
+    assert durations.reached(100.0, 0.0) == 100.0
+    assert durations.reached(290.0, 0.1) is None
+
+
+def test_the_first_poll_spends_the_lateness_allowance_and_the_next_keep_the_bound(virtual):
+    """A Veo task of a learned model: its first poll at the 4% quantile + max_interval (where
+    the fewest polls for a 95% bound put it), the next ones max_interval apart."""
+    learned = [60.0 + i for i in range(100)]  # 60 .. 159 s, one a second
+    watcher, gateway, _ = make(policy=PollPolicy(jitter=0.0, deadline=None, priors=False))
+    for seconds in learned:
+        watcher.learn("veo3.1", seconds)
+    gateway.latency = 0.0
+
+    async def main() -> tuple[list[float], float]:
+        loop = asyncio.get_running_loop()
+        gateway.add("a", duration=150.5)
+        gateway.shape["a"] = none
+        gateway.model["a"] = "veo3.1"
+        start = Task(id="a", status=Status.QUEUED, raw_status="queued", model="veo3.1")
+        created = loop.time()
+        await watcher.watch("a", deadline=None, task=start, created_at=created)
+        return [at - created for at in gateway.polls("a")], loop.time() - gateway.done_at("a")
+
+    ages, delay = go(virtual, watcher, main)
+    assert ages[0] == pytest.approx(63.0 + D, abs=0.5)  # 96% of the tasks run past 63 s
+    gaps = [later - earlier for earlier, later in itertools.pairwise(ages)]
+    assert all(D <= gap <= D + 1.0 for gap in gaps), gaps  # dense: a completion a second
+    assert 0 <= delay <= D
+
+
 def test_forecasts_agree_only_when_two_estimates_do():
     """Linear samples agree (tight spread); a slow start then a fast rise do not."""
     agreed = Forecast.of([(60.0, 30), (90.0, 45)], started=0.0, refresh=15.0)
