@@ -104,7 +104,7 @@ def throughput(
     poll that sees a task's end: jobs then finish at ``rate / 2`` per second, the physical
     limit. The figure is the requests of that span that did so for a job that ended with its
     true outcome (its accepted create, its first poll after the end), over what the key
-    allowed in the span: ``rate`` a second, plus one window's worth at the start.
+    allowed in the span (:func:`allowed`).
     """
     accepted = [r.at for r in log if r.route in CREATES and r.status == 200]
     if not log or not accepted:
@@ -125,8 +125,20 @@ def throughput(
                 seen.add(r.task_id)
                 useful += 1
     span = (last - first) * scale
-    allowed = limit[0] / limit[1] * span + limit[0]
-    return {"throughput": useful / allowed, "queue_span": span, "useful_requests": useful}
+    return {"throughput": useful / allowed(span, limit), "queue_span": span,
+            "useful_requests": useful}
+
+
+def allowed(span: float, limit: tuple[int, float]) -> int:
+    """The most requests a sliding-window key of ``limit`` (the simulator's, and the gateway's
+    per-key limit) accepts in a closed span of ``span`` seconds: ``count`` per window.
+
+    Any ``per`` seconds hold at most ``count``, and ``count`` at the start of each window
+    (0, per, 2 per, ...) are all accepted. A client paced at ``count / per`` a second gets
+    ``span * count / per`` of them: the windows' bursts are the rest.
+    """
+    count, per = limit
+    return count * (math.floor(span / per + 1e-9) + 1)
 
 
 # -- tables ---------------------------------------------------------------------------------

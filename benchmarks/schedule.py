@@ -38,6 +38,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from report import allowed
+
 import octovid
 import octovid._watcher as watcher_module
 from octovid import PollPolicy, RateLimit, Status, Task
@@ -267,15 +269,14 @@ def figures(model: Model, outcome: dict[str, Any], count: int) -> dict[str, Any]
 
 
 def throughput(log: list[tuple[float, str, bool]], limit: tuple[int, float]) -> float:
-    """As ``report.throughput``: requests that bought a job, over what the key allowed, from
-    the first request to the last accepted create (``rate`` a second plus one window)."""
+    """As ``report.throughput``: requests that bought a job, over what the key allowed
+    (``report.allowed``), from the first request to the last accepted create."""
     creates = [at for at, kind, bought in log if kind == "create" and bought]
     if not creates:
         return math.nan
     first, last = min(at for at, _, _ in log), max(creates)
     useful = sum(1 for at, _, bought in log if bought and at <= last)
-    count, per = limit
-    return useful / (count / per * (last - first) + count)
+    return useful / allowed(last - first, limit)
 
 
 def blind_floor(durations: list[float], bound: float, share: float = 0.95) -> float:
