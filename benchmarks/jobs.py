@@ -338,7 +338,7 @@ def targets(results: dict[str, Any]) -> list[list[str]]:
             f"{o['lost']} lost, {fmt(o.get('throughput'), 'pct')}, "
             f"p95 {fmt(o['detection_p95'], '1f')} s",
             o["lost"] == 0 and o.get("throughput", 0) >= 0.9 and o["detection_p95"] <= 60,
-            floor(o))
+            f"{floor(o)}; throughput at most {fmt(o.get('throughput_ceiling'), 'pct')}")
     for key, clients in s.items():
         o = clients.get("octovid")
         for other in ("naive", "openai"):

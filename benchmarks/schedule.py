@@ -38,7 +38,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from report import allowed
+from report import allowed, throughput_ceiling
 
 import octovid
 import octovid._watcher as watcher_module
@@ -265,6 +265,11 @@ def figures(model: Model, outcome: dict[str, Any], count: int) -> dict[str, Any]
     }
     if model.limit is not None:
         rows["throughput / limit, creates queued"] = throughput(model.log, model.limit)
+        creates = [at for at, kind, bought in model.log if kind == "create" and bought]
+        if creates:
+            rows["its ceiling with a p95 within 60 s"] = throughput_ceiling(
+                list(model.tasks.values()), min(at for at, _, _ in model.log), max(creates),
+                model.limit)
     return rows
 
 
