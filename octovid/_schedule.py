@@ -15,8 +15,9 @@ bound on how late a completion may be seen (``max_interval``):
   duration known for the model (below) does not count as agreed: progress that stalled and
   rose again agrees on such ends.
 * **Progress that does not agree yet**, or a single sample (read against the start): the end
-  is uncertain (spread ``s``) and the next poll comes when a completion could first be
-  ``max_interval`` old, ``end - 2 s + max_interval``, and ``max_interval`` from now at most.
+  is uncertain, and the next poll comes ``max_interval`` from now (plus up to 5%): the answer
+  just showed the task running, so no completion can be older than that when it is polled,
+  however early the end may come.
 * **No agreed end, but a duration distribution for the model**: the durations of its finished
   tasks (the 256 most recent, from this run and from the journal's earlier runs), beside a prior
   of 40 durations from the family's public figures (:data:`PRIORS`: Veo, Sora, Grok, Vidu,

@@ -736,10 +736,10 @@ class Watcher:
                 shown = (forecast.end + refresh * self._rng.uniform(0.5, 1.0) if tick is None
                          else _refresh_after(tick, forecast.end, refresh))
                 gap = shown - now + refresh / 10
-            else:  # when a completion could first be max_interval old; no further
-                gap = min(policy.max_interval,
-                          forecast.end - 2 * forecast.spread + policy.max_interval - now)
-                gap *= 1 + self._rng.uniform(0, 0.05)
+            else:
+                # The answer just showed the task running: a completion from now on is seen
+                # within max_interval, however early the uncertain end may come.
+                gap = policy.max_interval * (1 + self._rng.uniform(0, 0.05))
             return max(floor, min(gap, reach(policy)))
         learned = self._learned_gap(entry, now)
         if learned is not None:

@@ -212,6 +212,34 @@ def test_the_first_poll_spends_the_lateness_allowance_and_the_next_keep_the_boun
     assert 0 <= delay <= D
 
 
+def test_an_uncertain_end_is_polled_max_interval_after_the_answer_not_sooner(virtual):
+    """Jumping progress (0, then 90): the disputed end it suggests is soon, but the task was
+    just seen running, so the next poll still waits max_interval."""
+    rng = random.Random(2)
+    learned = [rng.uniform(200, 400) for _ in range(50)]
+    watcher, gateway, _ = make(policy=PollPolicy(jitter=0.0, deadline=None, priors=False))
+    for seconds in learned:
+        watcher.learn("sora-2", seconds)
+    gateway.latency = 0.0
+
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        gateway.add("a", duration=300.0)
+        gateway.shape["a"] = jumping
+        gateway.model["a"] = "sora-2"
+        start = Task(id="a", status=Status.QUEUED, raw_status="queued", model="sora-2",
+                     progress=0)
+        created = loop.time()
+        await watcher.watch("a", deadline=None, task=start, created_at=created)
+        return [at - created for at in gateway.polls("a")]
+
+    ages = go(virtual, watcher, main)
+    jumped = [age for age in ages if age >= 0.7 * 300.0 and age < 300.0]
+    assert jumped  # it was seen at 90 before its end
+    after = ages[ages.index(jumped[0]) + 1]
+    assert after - jumped[0] >= D
+
+
 def test_forecasts_agree_only_when_two_estimates_do():
     """Linear samples agree (tight spread); a slow start then a fast rise do not."""
     agreed = Forecast.of([(60.0, 30), (90.0, 45)], started=0.0, refresh=15.0)
