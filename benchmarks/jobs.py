@@ -338,7 +338,8 @@ def targets(results: dict[str, Any]) -> list[list[str]]:
             f"{o['lost']} lost, {fmt(o.get('throughput'), 'pct')}, "
             f"p95 {fmt(o['detection_p95'], '1f')} s",
             o["lost"] == 0 and o.get("throughput", 0) >= 0.9 and o["detection_p95"] <= 60,
-            f"{floor(o)}; throughput at most {fmt(o.get('throughput_ceiling'), 'pct')}")
+            f"{floor(o)}; throughput ceiling {fmt(o.get('throughput_ceiling'), 'pct')} "
+            "(one first age for all)")
     for key, clients in s.items():
         o = clients.get("octovid")
         for other in ("naive", "openai"):

@@ -142,10 +142,9 @@ def throughput_ceiling(tasks: Sequence[Any], first: float, last: float,
     are seen late, as in ``schedule.blind_floor``). A task still running at ``A`` is then
     polled without being found finished, and if that is before ``last`` the poll is spent
     inside the span on nothing the figure counts; up to the 5% of tasks allowed to be late
-    may be spared. The ceiling is what is left of the key's allowance. It holds for schedules
-    that give every task the same first age (a schedule may also spend more of the lateness
-    on the tasks created early, and less on those whose first poll falls after ``last``: that
-    moves the ceiling by a few points at most, as no task can be less than never late).
+    may be spared. The ceiling is what is left of the key's allowance. It is proven for
+    schedules that give every task the same first age, not for one that spends more of the
+    lateness on the tasks created early and less on those first polled after ``last``.
     """
     if not tasks:
         return math.nan

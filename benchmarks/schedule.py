@@ -299,35 +299,44 @@ def blind_floor(durations: list[float], bound: float, share: float = 0.95) -> fl
 
 
 def blind_optimum(durations: list[float], bound: float, share: float = 0.95,
-                  step: float = 1.0) -> float:
+                  step: float = 0.5) -> float:
     """The fewest requests per job of any schedule that knows a task by its age alone (no
     progress: Veo) and sees ``share`` of the jobs within ``bound`` seconds of their end.
 
     Such a schedule is one list of poll ages for every task. A task that ends between two polls
-    is seen at the second, late if the gap left more than ``bound`` after its end; the polls it
-    costs are those up to that one. Minimising polls + ``lam`` x (the share seen late) over the
-    lists of ages on a ``step`` grid is a shortest path; for every ``lam`` >= 0 that minimum,
-    less ``lam`` x (1 - ``share``), is at most the constrained optimum (weak duality), and
-    the best ``lam`` is found by golden-section search (the dual is concave). A lower bound:
-    no such schedule on these durations does better.
+    is seen at the second, late if that is more than ``bound`` after its end; the polls it
+    costs are those up to that one. Any list moved up to a ``step`` grid costs no more polls
+    and sees no task more than ``step`` later, so the least polls + ``lam`` x (the share seen
+    more than ``bound + step`` late) over the lists on the grid is at most that of any list.
+    That is a shortest path; for every ``lam`` >= 0 its value less ``lam`` x (1 - ``share``)
+    is at most the constrained optimum (weak duality), and the best ``lam`` is found by
+    golden-section search (the dual is concave). A lower bound: no such schedule on these
+    durations does better.
     """
     ordered = sorted(durations)
-    count, last, reach = len(ordered), math.ceil(ordered[-1] / step), round(bound / step)
+    if not ordered:
+        return math.nan
+    count, last = len(ordered), math.ceil(ordered[-1] / step)
     seen = [bisect.bisect_right(ordered, k * step) / count for k in range(last + 1)]
-    before = [bisect.bisect_left(ordered, k * step) / count for k in range(last + 1)]
+    # late[t]: the share that ended more than bound + step before t (the relaxed lateness),
+    # and cut[t]: the last grid age s < t from which such tasks can still be unseen.
+    late = [bisect.bisect_left(ordered, t * step - bound - step) / count
+            for t in range(last + 1)]
+    cut = [math.ceil((t * step - bound - step) / step) - 1 for t in range(last + 1)]
 
     def cheapest(lam: float) -> float:
         # cost[t]: the least polls + lam x late share of the lists whose last poll is at t. The
         # poll at t after one at s costs the share still running at s; the tasks that ended
-        # since s and before t - bound are late.
+        # since s and more than bound + step before t are late.
         cost = [0.0] * (last + 1)
-        early = math.inf  # the least cost[s] + running(s) - lam x seen(s), for s < t - bound
+        early, added = math.inf, 0  # min of cost[s] + running(s) - lam x seen(s), s <= cut[t]
         for t in range(1, last + 1):
-            if t > reach:
-                s = t - reach - 1
-                early = min(early, cost[s] + 1 - seen[s] - lam * seen[s])
-            near = min(cost[s] + 1 - seen[s] for s in range(max(0, t - reach), t))
-            cost[t] = min(near, early + lam * before[t - reach] if t > reach else math.inf)
+            while added <= min(cut[t], t - 1):
+                early = min(early, cost[added] + 1 - seen[added] - lam * seen[added])
+                added += 1
+            start = max(0, cut[t] + 1)
+            near = min((cost[s] + 1 - seen[s] for s in range(start, t)), default=math.inf)
+            cost[t] = min(near, early + lam * late[t])
         return cost[last] - lam * (1 - share)
 
     low, high = 0.0, 1000.0

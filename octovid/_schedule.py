@@ -15,7 +15,7 @@ bound on how late a completion may be seen (``max_interval``):
   duration known for the model (below) does not count as agreed: progress that stalled and
   rose again agrees on such ends.
 * **Progress that does not agree yet**, or a single sample (read against the start): the end
-  is uncertain, and the next poll comes ``max_interval`` from now (plus up to 5%): the answer
+  is uncertain, and the next poll comes ``max_interval`` from now (less the jitter): the answer
   just showed the task running, so no completion can be older than that when it is polled,
   however early the end may come.
 * **No agreed end, but a duration distribution for the model**: the durations of its finished
@@ -27,10 +27,11 @@ bound on how late a completion may be seen (``max_interval``):
   simulator's): the first 8 tasks of a model are first polled after ``initial``, and a task
   seen to finish in under half the prior's shortest duration drops the prior (its model's
   tasks are polled again soon, on the geometric schedule until 20 have finished). The first
-  poll comes at the durations' 4% quantile plus ``max_interval``: a task that ends before that
-  quantile is seen late, and the fewest polls that see 95% of the tasks within the bound spend
-  the whole allowance on that first gap (``blind_optimum`` in ``benchmarks/schedule.py``
-  finds it so on Veo's durations). After a poll at age ``a``, the next comes where 0.5% of
+  poll after a create comes at the durations' 3% quantile plus ``max_interval``: a task that
+  ends before that quantile is seen late, and on Veo's durations the fewest polls that see 95%
+  of the tasks within the bound spend the whole allowance on that first gap (a first poll at
+  the 5% quantile plus 30 s, then every 30 s, is within 0.1% of ``blind_optimum``'s floor in
+  ``benchmarks/schedule.py``). After a poll at age ``a``, the next comes where 0.5% of
   the tasks still running at ``a`` have finished (read between the known durations:
   :meth:`Durations.reached`), plus ``max_interval``. Where completions are rare the gaps are
   long; where they are dense, about ``max_interval``; a late completion is one in two hundred
@@ -68,8 +69,9 @@ _LEARNED = 20  # finished tasks of a model of no known family before its distrib
 _KEPT = 256  # durations kept per model (the most recent)
 _RISK = 0.005  # the chance, per gap, that a completion in it is seen more than max_interval late
 # The share of all tasks the first poll may see late: the gap where lateness saves the most polls
-# (the fewest polls that keep 95% within a bound put the whole 5% there); 1% is left for the rest.
-_FIRST_RISK = 0.04
+# (the fewest polls that keep 95% within a bound put the whole 5% there). 2% is left for the
+# later gaps' 0.5% each, the answers' own time, and a quantile read from a few hundred tasks.
+_FIRST_RISK = 0.03
 _PRIOR_POINTS = 40  # durations a family's prior stands for
 _DEFAULT_INITIAL, _DEFAULT_MAX_INTERVAL = 5.0, 30.0  # the policy the priors are for
 _REACH = 8  # an agreed end is aimed at up to this many max_intervals ahead
@@ -371,14 +373,14 @@ def learned_gap(durations: Durations, age: float, policy: PollPolicy, *,
                 first: bool = False) -> float | None:
     """Seconds from a poll at ``age`` to the next one, by the model's finished tasks; or None.
 
-    The ``first`` poll after the create may see ``_FIRST_RISK`` of the tasks late, the others
-    ``_RISK`` of those still running.
+    The ``first`` poll after the create, while no task of the model has finished at ``age``,
+    may see ``_FIRST_RISK`` of the tasks late; the others ``_RISK`` of those still running (a
+    task watched or resumed part way through is in the second case).
     """
     if not durations.usable:
         return None
-    if first:
-        below = durations.cdf(age)
-        target = None if below >= 1.0 else durations.quantile(below + _FIRST_RISK * (1 - below))
+    if first and durations.cdf(age) == 0.0:
+        target: float | None = durations.quantile(_FIRST_RISK)
     else:
         target = durations.reached(age, _RISK)
     if target is None:

@@ -706,12 +706,13 @@ class Watcher:
         if durations is None or entry.started is None:
             return None
         gap = learned_gap(durations, now - entry.started, self._policy, first=not entry.polls)
-        if gap is None:
-            return None
-        # The part of the gap that bounds the delay (max_interval) is shortened by the jitter,
-        # which leaves room for the answer's own time.
-        bound = self._policy.max_interval
-        return gap - bound * self._policy.jitter * self._rng.uniform(0.5, 1.0)
+        return None if gap is None else self._bounded(gap)
+
+    def _bounded(self, gap: float) -> float:
+        """``gap``, whose last ``max_interval`` bounds a delay, shortened by the jitter: that
+        spreads the polls and leaves room for the answer's own time."""
+        policy = self._policy
+        return gap - policy.max_interval * policy.jitter * self._rng.uniform(0.5, 1.0)
 
     def _plan(self, entry: _Entry, now: float, refresh: float, tick: float | None) -> float:
         """Seconds from now to the next poll of a task that is not finished (``_schedule``).
@@ -739,7 +740,7 @@ class Watcher:
             else:
                 # The answer just showed the task running: a completion from now on is seen
                 # within max_interval, however early the uncertain end may come.
-                gap = policy.max_interval * (1 + self._rng.uniform(0, 0.05))
+                gap = self._bounded(policy.max_interval)
             return max(floor, min(gap, reach(policy)))
         learned = self._learned_gap(entry, now)
         if learned is not None:

@@ -86,11 +86,13 @@ def test_the_age_alone_floor_is_a_lower_bound_of_every_schedule_and_close_to_the
     ):
         floor = blind_optimum([float(d) for d in durations], float(bound), share)
         assert floor <= _best_by_enumeration(durations, bound, share) + 1e-9
+    # Off the grid: one poll at 60.45 s sees both groups within 60 s, at 2 requests a job.
+    assert blind_optimum([0.5] * 50 + [60.4] * 50, 60.0) <= 2.0
     # Veo's durations: one schedule that meets the p95 is the 5% quantile + 30 s, then every
-    # 30 s; no schedule does better than the floor, and this one is within 1% of it.
+    # 30 s; no schedule does better than the floor, and this one is within 2% of it.
     veo = sorted(JOBS["veo"].draw_duration(rng) for _ in range(20_000))
     first = veo[len(veo) // 20 - 1] + 30.0
     ages = [first + 30.0 * k for k in range(math.ceil((veo[-1] - first) / 30.0) + 1)]
     requests, late = _blind_schedule_cost(veo, ages, 30.0)
     assert late <= 0.05
-    assert requests * 0.99 <= blind_optimum(veo, 30.0) <= requests
+    assert requests * 0.98 <= blind_optimum(veo, 30.0) <= requests
