@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from report import fmt, job_figures, scenario_table, simple_table
-from schedule import blind_floor, blind_optimum
+from schedule import floors
 
 from octovid.testing import WORKLOADS, Simulator
 
@@ -176,27 +176,12 @@ async def run_scenario(scenario: Scenario) -> dict[str, Any]:
         figures["server_cpu_per_request_us"] = served / max(figures["requests"], 1) * 1e6
         figures["simulator"] = sim.describe()
         if run.client == "octovid":
-            figures["floor"] = floors(sim, report_, run.scale, scenario)
+            measured = (sim.tasks[task_id] for task_id, _, _ in report_["jobs"]
+                        if task_id in sim.tasks)
+            figures["floor"] = floors(measured, scenario.limit, run.scale)
         results[run.client] = figures
         print(f"  {run.client:8} {summary(figures)}", flush=True)
     return results
-
-
-def floors(sim: Simulator, report_: dict[str, Any], scale: float,
-           scenario: Scenario) -> dict[str, float]:
-    """The least requests per job any schedule needs on this batch for the target's p95.
-
-    On the durations the gateway showed (create to the instant queries see the end) of the
-    measured jobs; the bound is 30 s, 60 s under a key limit (the tight key's target). See
-    ``blind_floor`` (any schedule) and ``blind_optimum`` (by age alone) in schedule.py.
-    """
-    shown = [(task.terminal_at - task.created) * scale for task_id, _, _ in report_["jobs"]
-             if (task := sim.tasks.get(task_id)) is not None and math.isfinite(task.terminal_at)]
-    bound = 30.0 if scenario.limit is None else 60.0
-    if not shown:
-        return {"bound": bound, "any": math.nan, "by_age": math.nan}
-    return {"bound": bound, "any": blind_floor(shown, bound),
-            "by_age": blind_optimum(shown, bound)}
 
 
 def summary(f: dict[str, Any]) -> str:
@@ -278,12 +263,15 @@ async def run_cpu(tasks: int, requests: int, seconds: float, rounds: int = 3) ->
                                 "seconds": seconds, "scale": 100.0})
             runs["octovid"].append(octo)
             runs["paced"].append(await child({**bare, "pace": octo["polls"] / octo["wall"]}))
-    each = {name: [run["cpu"] / max(run.get("requests") or run.get("polls") or 0, 1) * 1e6
-                   for run in turns] for name, turns in runs.items()}
-    best = {name: runs[name][us.index(min(us))] for name, us in each.items()}
+    def served(run: dict[str, Any]) -> int:  # a bare run's requests, a watch run's polls
+        return max(int(run.get("requests") or run.get("polls") or 0), 1)
 
     def rate(run: dict[str, Any]) -> float:
-        return float(run.get("requests") or run["polls"]) / run["wall"]
+        return served(run) / run["wall"]
+
+    each = {name: [run["cpu"] / served(run) * 1e6 for run in turns]
+            for name, turns in runs.items()}
+    best = {name: runs[name][us.index(min(us))] for name, us in each.items()}
 
     return {
         "tasks": tasks,

@@ -35,6 +35,7 @@ import statistics
 import sys
 import types
 from collections import deque
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -264,24 +265,15 @@ def figures(model: Model, outcome: dict[str, Any], count: int) -> dict[str, Any]
         "last job done at (s)": max(outcome["ends"].values(), default=0.0) - outcome["start"],
     }
     if model.limit is not None:
-        rows["throughput / limit, creates queued"] = throughput(model.log, model.limit)
         creates = [at for at, kind, bought in model.log if kind == "create" and bought]
-        if creates:
+        if creates:  # from the first request to the last accepted create, as report.throughput
+            first, last = min(at for at, _, _ in model.log), max(creates)
+            useful = sum(1 for at, _, bought in model.log if bought and at <= last)
+            rows["throughput / limit, creates queued"] = useful / allowed(last - first,
+                                                                          model.limit)
             rows["its ceiling with a p95 within 60 s"] = throughput_ceiling(
-                list(model.tasks.values()), min(at for at, _, _ in model.log), max(creates),
-                model.limit)
+                list(model.tasks.values()), first, last, model.limit)
     return rows
-
-
-def throughput(log: list[tuple[float, str, bool]], limit: tuple[int, float]) -> float:
-    """As ``report.throughput``: requests that bought a job, over what the key allowed
-    (``report.allowed``), from the first request to the last accepted create."""
-    creates = [at for at, kind, bought in log if kind == "create" and bought]
-    if not creates:
-        return math.nan
-    first, last = min(at for at, _, _ in log), max(creates)
-    useful = sum(1 for at, _, bought in log if bought and at <= last)
-    return useful / allowed(last - first, limit)
 
 
 def blind_floor(durations: list[float], bound: float, share: float = 0.95) -> float:
@@ -402,26 +394,30 @@ def scenario(name: str, count: int, seed: int) -> dict[str, dict[str, Any]]:
             loop.close()
         rows[client] = figures(model, outcome, count)
         if client == "octovid":
-            rows["floor"] = floors(model, spec, count)
+            floor = rows["floor"] = floors(model.tasks.values(), spec["limit"])
+            if spec["limit"] is not None:
+                requests, per = spec["limit"]
+                floor["key seconds for the batch"] = (
+                    (floor["any"] * count - requests) * per / requests)
     return rows
 
 
-def floors(model: Model, spec: dict[str, Any], count: int) -> dict[str, float]:
+def floors(tasks: Iterable[SimTask], limit: tuple[int, float] | None,
+           scale: float = 1.0) -> dict[str, float]:
     """The least requests per job any schedule needs on these tasks for the target's p95.
 
-    Bounds, not schedules (see ``blind_floor`` and ``blind_optimum``), on the durations the
-    gateway shows (to the refresh that shows each end). The target's bound is ``max_interval``,
-    or twice that under a key limit (the tight key's 60 s).
+    Bounds, not schedules (``blind_floor``: any schedule; ``blind_optimum``: by age alone), on
+    the durations the gateway shows (create to the instant queries see the end), times
+    ``scale``. The target's bound is ``max_interval``, or twice that under a key limit (the
+    tight key's 60 s).
     """
-    visible = [task.terminal_at - task.created for task in model.tasks.values()]
-    bound = PollPolicy().max_interval * (1 if spec["limit"] is None else 2)
-    row = {"p95 bound (s)": bound, "any schedule": blind_floor(visible, bound),
-           "by age alone": blind_optimum(visible, bound)}
-    if spec["limit"] is not None:
-        requests, per = spec["limit"]
-        row["key seconds for the batch"] = (
-            (row["any schedule"] * count - requests) * per / requests)
-    return row
+    shown = [(task.terminal_at - task.created) * scale for task in tasks
+             if math.isfinite(task.terminal_at)]
+    bound = PollPolicy().max_interval * (1 if limit is None else 2)
+    if not shown:
+        return {"bound": bound, "any": math.nan, "by_age": math.nan}
+    return {"bound": bound, "any": blind_floor(shown, bound),
+            "by_age": blind_optimum(shown, bound)}
 
 
 def _uniform(rng: random.Random) -> Plan:
@@ -442,10 +438,10 @@ def render(results: dict[str, dict[str, dict[str, Any]]], count: int) -> str:
                      else str(rows[c][figure]) for c in clients]
             lines.append(f"| {figure} | " + " | ".join(cells) + " |")
         if (floor := rows.get("floor")) is not None:
-            lines += ["", f"Floors for a detection p95 within {floor['p95 bound (s)']:.0f} s, in "
-                      f"requests per job: {floor['any schedule']:.2f} for any schedule (even "
+            lines += ["", f"Floors for a detection p95 within {floor['bound']:.0f} s, in "
+                      f"requests per job: {floor['any']:.2f} for any schedule (even "
                       f"one that knows each end from the first poll), "
-                      f"{floor['by age alone']:.2f} for one that knows a task by its age alone "
+                      f"{floor['by_age']:.2f} for one that knows a task by its age alone "
                       "(no progress: Veo)."]
             if "key seconds for the batch" in floor:
                 lines[-1] += (f" The first takes {floor['key seconds for the batch']:.0f} s of "

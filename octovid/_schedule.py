@@ -311,18 +311,15 @@ class Durations:
         count = len(data)
         if count < 2 or age >= data[-1]:
             return None
-        start = max(0.0, 2 * data[0] - data[1])  # where the line from share 0 begins
-
-        def point(i: int) -> float:  # the duration at which the share reaches (i + 1) / count
-            return data[i] if i >= 0 else start
-
+        # The share reaches (i + 1) / count at data[i], and 0 at ``start``, one spacing before.
+        start = max(0.0, 2 * data[0] - data[1])
         after = bisect.bisect_right(data, age)
-        low = point(after - 1)
+        low = data[after - 1] if after else start
         part = 0.0 if age <= low else (age - low) / (data[after] - low)
         done = (after + min(part, 1.0)) / count if age > start else 0.0
         goal = (done + share * (1 - done)) * count  # in durations
         i = min(count - 1, max(0, math.ceil(goal) - 1))
-        low = point(i - 1)
+        low = data[i - 1] if i else start
         return max(age, low + (goal - i) * (data[i] - low))
 
 
