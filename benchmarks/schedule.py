@@ -142,6 +142,13 @@ class Model:
         assert self.limiter is not None
         return await self.limiter.acquire(lane)
 
+    def try_acquire(self, lane: Lane) -> Slot | None:
+        assert self.limiter is not None
+        return self.limiter.try_acquire(lane)
+
+    def saturated(self) -> bool:
+        return self.limiter is not None and self.limiter.saturated
+
     def creates_waiting(self) -> bool:
         return self.limiter is not None and self.limiter.waiting_in(Lane.CREATE) > 0
 

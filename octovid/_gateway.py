@@ -45,7 +45,7 @@ class Counters:
 class Gateway:
     """Routes, limiter feed, counters and decoding for one client's gateway."""
 
-    __slots__ = ("_connect", "_foreign", "_limiter", "counters")
+    __slots__ = ("_connect", "_foreign", "_limiter", "_made", "counters")
 
     def __init__(
         self,
@@ -56,6 +56,7 @@ class Gateway:
         foreign_concurrency: int,
     ) -> None:
         self._connect = connect  # the transport, made on first use (a missing key fails then)
+        self._made: Transport | None = None
         self._limiter = limiter
         self._foreign = asyncio.Semaphore(foreign_concurrency)  # downloads from CDNs
         self.counters = counters
@@ -65,13 +66,24 @@ class Gateway:
 
     @property
     def _transport(self) -> Transport:
-        return self._connect()
+        transport = self._made
+        if transport is None:
+            transport = self._made = self._connect()
+        return transport
 
     # -- requests on a slot ----------------------------------------------------------------
 
     async def acquire(self, lane: Lane) -> Slot:
         """Wait for the limiter's leave to send one request in ``lane``."""
         return await self._limiter.acquire(lane)
+
+    def try_acquire(self, lane: Lane) -> Slot | None:
+        """A slot in ``lane`` now if one is free and nobody waits for it, else None."""
+        return self._limiter.try_acquire(lane)
+
+    def saturated(self) -> bool:
+        """Whether every place in flight is taken and nobody waits for one."""
+        return self._limiter.saturated
 
     def creates_waiting(self) -> bool:
         """Whether creates are waiting for the limiter: the budget is contended."""

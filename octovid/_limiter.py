@@ -171,6 +171,9 @@ class Lane(enum.IntEnum):
     QUERY = 1
 
 
+_OTHER = {Lane.CREATE: Lane.QUERY, Lane.QUERY: Lane.CREATE}  # Lane(1 - lane), without a call
+
+
 class Slot:
     """The right to send one request now. Release it when the answer has arrived."""
 
@@ -442,10 +445,10 @@ class Limiter:
                 if lane is Lane.CREATE:
                     raise
                 return Slot(None, loop.time(), 0.0, exc)
+        slot = self.try_acquire(lane)
+        if slot is not None:
+            return slot
         now = loop.time()
-        if not self._live and self._in_flight < self._max_in_flight and self._ready(now) <= now:
-            self._turn = Lane(1 - lane)
-            return self._take(now, now)
         future: asyncio.Future[Slot] = loop.create_future()
         self._queues[lane].append((future, now))
         self._live += 1
@@ -460,6 +463,30 @@ class Limiter:
                 future.cancel()
                 self._live -= 1
             raise
+
+    def try_acquire(self, lane: Lane = Lane.QUERY) -> Slot | None:
+        """A slot in ``lane`` now, if one is free and nobody waits for it; else None.
+
+        Nothing is taken or queued when there is none: a caller that can do without (a poll
+        going on to the next) then leaves the slot to ``acquire``'s waiters.
+        """
+        loop = self._loop
+        if self._live or self._in_flight >= self._max_in_flight or loop is None or self._closed:
+            return None
+        if self._shared is not None and (
+            self._started is None or not self._started.done() or self._failed is not None
+        ):
+            return None  # acquire() reaches Redis first
+        now = loop.time()
+        if self._ready(now) > now:
+            return None
+        self._turn = _OTHER[lane]
+        return self._take(now, now)
+
+    @property
+    def saturated(self) -> bool:
+        """Whether every place in flight is taken and nobody waits for one."""
+        return self._in_flight >= self._max_in_flight and not self._live
 
     def answered(self, slot: Slot, throttle: Throttle | None = None) -> None:
         """Record the answer to the request of ``slot``: a 429 (``throttle``) or any other.
@@ -729,7 +756,7 @@ class Limiter:
 
     def _ready(self, now: float) -> float:
         """The earliest loop time the next request may go (inf: when Redis has answered)."""
-        if self.shared:
+        if self._shared is not None and self.shared:
             if now < self._grace:  # just rejoined: the others may still pace on their share
                 alone = self._tat - (self._limit.burst - 1) * self._interval(now)
                 if alone > now:
@@ -752,9 +779,10 @@ class Limiter:
         return at
 
     def _take(self, now: float, since: float) -> Slot:
-        if self.shared:
+        shared = self._shared is not None and self.shared
+        if shared:
             self._due = None  # the reservation is spent
-        if not self.shared or now < self._grace:
+        if not shared or now < self._grace:
             interval = self._interval(now)
             late = now - self._tat
             # A slightly late grant keeps its place on the grid; after idle time it restarts.
@@ -795,12 +823,12 @@ class Limiter:
             self._grant()
 
     def _next_waiter(self) -> tuple[asyncio.Future[Slot], float] | None:
-        for lane in (self._turn, Lane(1 - self._turn)):
+        for lane in (self._turn, _OTHER[self._turn]):
             queue = self._queues[lane]
             while queue and queue[0][0].done():  # cancelled while waiting
                 queue.popleft()
             if queue:
-                self._turn = Lane(1 - lane)
+                self._turn = _OTHER[lane]
                 return queue.popleft()
         return None
 

@@ -204,9 +204,13 @@ def restamp(previous: Task, text: bytes, old: int, new: int) -> Task | None:
     before = previous.updated_at
     if before is None or before.timestamp() != _wire.epoch_seconds(old):
         return None
-    updated = _wire.instant(new)
-    return None if updated is None else attrs.evolve(previous, updated_at=updated,
-                                                     raw=_Body(text))
+    updated = _wire.stamp(new)
+    if updated is None:
+        return None
+    p = previous  # attrs.evolve, written out: it reads the class's fields on every call
+    return Task(id=p.id, status=p.status, raw_status=p.raw_status, progress=p.progress,
+                video_url=p.video_url, model=p.model, created_at=p.created_at,
+                updated_at=updated, error=p.error, raw=_Body(text), route=p.route)
 
 
 def answer_text(task: Task | None) -> bytes | None:

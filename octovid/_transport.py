@@ -178,7 +178,9 @@ class Body:
 class Transport:
     """Sends requests to one gateway with one key, over an owned or a borrowed session."""
 
-    __slots__ = ("_base", "_key", "_origin", "_owned", "_parts", "_session", "_timeout")
+    __slots__ = (
+        "_base", "_get_headers", "_key", "_origin", "_owned", "_parts", "_session", "_timeout",
+    )
 
     def __init__(
         self,
@@ -192,6 +194,7 @@ class Transport:
         self._origin = (base_url.scheme, base_url.host, base_url.port)
         self._parts = (base_url.scheme, base_url.raw_authority, base_url.raw_path.rstrip("/"))
         self._key = api_key
+        self._get_headers = self._headers(json_body=False)  # built once: a poll's headers
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session = session
         self._owned = session is None
@@ -309,7 +312,8 @@ class Transport:
                 method,
                 url,
                 data=data,
-                headers=self._headers(json_body=isinstance(data, bytes)),
+                headers=self._get_headers if data is None else self._headers(
+                    json_body=isinstance(data, bytes)),
                 timeout=self._timeout,
                 allow_redirects=False,
             ) as response:

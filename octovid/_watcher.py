@@ -13,8 +13,10 @@ State is two heaps and one timer, not a coroutine per task:
 
 One driver coroutine waits until a poll is due, then for a query slot of the limiter, and only
 then picks the most urgent due task: under a tight budget every task is still polled, the most
-overdue first. Creates are started as jobs are submitted, at most ``max_creates`` at a time, and
-queue in the limiter's create lane, which alternates with the query lane.
+overdue first. A poll that ends goes on to the next due task in the same coroutine while a slot
+is free at once and nobody waits for one; at full speed the driver stands by. Creates are
+started as jobs are submitted, at most ``max_creates`` at a time, and queue in the limiter's
+create lane, which alternates with the query lane.
 
 Invariants: each job is resolved exactly once, and only here; a task id is polled by at most one
 request at a time, however many jobs watch it; a task with no job left is not polled again; a
@@ -71,6 +73,12 @@ class Polling(Protocol):
 
     async def acquire(self, lane: Lane) -> Slot:
         """Wait for the limiter's leave to send one request."""
+
+    def try_acquire(self, lane: Lane) -> Slot | None:
+        """The limiter's leave to send one request now, if free and nobody waits; else None."""
+
+    def saturated(self) -> bool:
+        """Whether every place in flight is taken and nobody waits for one."""
 
     async def query(
         self, slot: Slot, task_id: str, route: Route, previous: Task | None
@@ -214,8 +222,8 @@ class Watcher:
     __slots__ = (
         "_closed", "_cohorts", "_create_tasks", "_creates", "_creating", "_deadlines", "_driver",
         "_due", "_durations", "_entries", "_gateway", "_hook", "_jobs", "_late", "_loop",
-        "_max_creates", "_policy", "_poll_tasks", "_ready", "_rng", "_seq", "_timer", "_wake",
-        "_wake_at",
+        "_max_creates", "_policy", "_poll_tasks", "_ready", "_rng", "_seq", "_standby", "_timer",
+        "_wake", "_wake_at",
     )
 
     def __init__(
@@ -237,7 +245,8 @@ class Watcher:
         self._due: list[tuple[float, int, str]] = []
         # Due polls, the earliest likely finished first: (likely at, due, seq, task id).
         self._ready: list[tuple[float, float, int, str]] = []
-        self._late: list[tuple[float, int, str]] = []  # the same due polls, oldest first
+        # The same due polls, oldest first: promoted in the order they fell due, so a queue.
+        self._late: deque[tuple[float, int, str]] = deque()
         self._durations: dict[str, Durations] = {}  # per model: what finished tasks took
         self._deadlines: list[float] = []  # a heap
         # deadline -> its pending jobs: a set, or the one job of a lone deadline (a watch)
@@ -252,6 +261,7 @@ class Watcher:
         self._timer: asyncio.TimerHandle | None = None
         self._wake: asyncio.Future[None] | None = None
         self._wake_at: float | None = None  # when the waiting driver looks again, at the latest
+        self._standby = False  # the driver waits for a poll to end, not for one to be due
         self._closed = False
 
     def __repr__(self) -> str:
@@ -445,6 +455,7 @@ class Watcher:
         self._create_tasks.discard(task)
         if not self._closed:
             self._start_creates()
+            self._nudge()  # its place in flight may be free for a poll
 
     async def _run_create(self, job: Job) -> None:
         loop = asyncio.get_running_loop()
@@ -521,14 +532,18 @@ class Watcher:
             durations = self._durations[model] = Durations(prior_of(model, self._policy))
         return durations
 
-    def _schedule(self, entry: _Entry, delay: float) -> None:
+    def _schedule(self, entry: _Entry, delay: float, now: float | None = None) -> None:
+        """Poll ``entry`` in ``delay`` seconds (from ``now``, the loop time, if known)."""
         assert self._loop is not None
         entry.seq = next(self._seq)
-        heapq.heappush(self._due, (self._loop.time() + delay, entry.seq, entry.task_id))
+        # Never in the past: due polls are promoted in the order they fall due (_promote).
+        at = (self._loop.time() if now is None else now) + max(delay, 0.0)
+        heapq.heappush(self._due, (at, entry.seq, entry.task_id))
         if self._driver is None:
             self._driver = asyncio.ensure_future(self._drive())
             self._driver.add_done_callback(self._driver_done)
-        self._arm()
+        if self._wake is not None and not self._standby:
+            self._arm()  # the waiting driver may have to look sooner
 
     def _driver_done(self, driver: asyncio.Task[None]) -> None:
         if driver.cancelled() or driver.exception() is None:
@@ -538,30 +553,29 @@ class Watcher:
         for job in list(self._jobs):  # never leave a job pending
             self.settle(job, RuntimeError(f"octovid's watcher stopped: {exc!r}"))
 
-    def _current(self, seq: int, task_id: str) -> _Entry | None:
-        """The entry of a heap item, if the item is its live one."""
-        entry = self._entries.get(task_id)
-        return entry if entry is not None and entry.seq == seq else None
+    # A heap item is live if its task's entry still has the item's sequence number: checked
+    # in each of the three below, as they run for every poll, on every item.
 
     def _next_due(self) -> float | None:
-        due = self._due
+        due, entries = self._due, self._entries
         while due:
             at, seq, task_id = due[0]
-            if self._current(seq, task_id) is not None:
+            entry = entries.get(task_id)
+            if entry is not None and entry.seq == seq:
                 return at
             heapq.heappop(due)
         return None
 
     def _promote(self, now: float) -> None:
-        """Move the polls that are due to the ready heaps: by when likely finished, and by age."""
-        due, ready, late = self._due, self._ready, self._late
+        """Move the polls that are due to the ready ones: by when likely finished, and by age."""
+        due, ready, late, entries = self._due, self._ready, self._late, self._entries
         while due and due[0][0] <= now:
             item = heapq.heappop(due)
             at, seq, task_id = item
-            entry = self._current(seq, task_id)
-            if entry is not None:
+            entry = entries.get(task_id)
+            if entry is not None and entry.seq == seq:
                 heapq.heappush(ready, (self._likely_at(entry), at, seq, task_id))
-                heapq.heappush(late, item)
+                late.append(item)  # after every item promoted before: none fell due later
 
     def _pick(self, now: float) -> tuple[_Entry, bool] | None:
         """The ready poll to send next, and whether it should go before waiting creates.
@@ -570,20 +584,20 @@ class Watcher:
         else the one whose task became likely finished the earliest; it goes before waiting
         creates if that time has come.
         """
-        late = self._late
+        late, entries = self._late, self._entries
         while late:
             at, seq, task_id = late[0]
-            entry = self._current(seq, task_id)
-            if entry is not None:
+            entry = entries.get(task_id)
+            if entry is not None and entry.seq == seq:
                 if at + self._policy.max_interval <= now:
                     return entry, True
                 break
-            heapq.heappop(late)
+            late.popleft()
         ready = self._ready
         while ready:
             likely, at, seq, task_id = ready[0]
-            entry = self._current(seq, task_id)
-            if entry is not None:
+            entry = entries.get(task_id)
+            if entry is not None and entry.seq == seq:
                 return entry, likely <= now
             heapq.heappop(ready)
         return None
@@ -592,24 +606,34 @@ class Watcher:
         """The one poll loop: wait for a due task, then a slot, then poll the most likely done.
 
         While creates wait for the limiter, a poll unlikely to find its task finished waits
-        too, for ``max_interval`` at most: the budget goes where it buys the most.
+        too, for ``max_interval`` at most: the budget goes where it buys the most. While every
+        place in flight is taken, and polls hold some, it stands by: a poll that ends goes on
+        to the next due task itself (``_follow``), and one that does not wakes the driver.
         """
         loop = asyncio.get_running_loop()
+        gateway = self._gateway
         while True:
             now = loop.time()
             self._promote(now)
             picked = self._pick(now)
             wake_at = self._next_due()
             if picked is not None:
-                if picked[1] or not self._gateway.creates_waiting():
-                    entry, seq = picked[0], picked[0].seq
-                    slot = await self._gateway.acquire(Lane.QUERY)
-                    # Granted at once (the clock has not moved), the pick still stands.
-                    same = loop.time() == now and entry.seq == seq and entry.live
-                    self._dispatch(slot, entry if same else None)
-                    del entry, slot, picked  # no local of the loop keeps them alive
-                    continue
-                wake_at = min(wake_at or math.inf, now + 1.0)
+                if picked[1] or not gateway.creates_waiting():
+                    slot = gateway.try_acquire(Lane.QUERY)
+                    if slot is not None:
+                        self._dispatch(slot, picked[0])
+                        del slot, picked  # no local of the loop keeps them alive
+                        continue
+                    if not (self._poll_tasks and gateway.saturated()):
+                        entry, seq = picked[0], picked[0].seq
+                        slot = await gateway.acquire(Lane.QUERY)
+                        # Granted at once (the clock has not moved), the pick still stands.
+                        same = loop.time() == now and entry.seq == seq and entry.live
+                        self._dispatch(slot, entry if same else None)
+                        del entry, slot, picked
+                        continue
+                    self._standby = True
+                wake_at = now + 1.0 if self._standby else min(wake_at or math.inf, now + 1.0)
             self._wake = loop.create_future()
             self._wake_at = wake_at
             self._arm()
@@ -618,6 +642,13 @@ class Watcher:
             finally:
                 self._wake = None
                 self._wake_at = None
+                self._standby = False
+
+    def _nudge(self) -> None:
+        """Wake the driver if it stands by for a place in flight."""
+        wake = self._wake
+        if self._standby and wake is not None and not wake.done():
+            wake.set_result(None)
 
     def _dispatch(self, slot: Slot, entry: _Entry | None = None) -> None:
         """Poll ``entry``, or the ready task to pick now, on ``slot``."""
@@ -636,18 +667,48 @@ class Watcher:
         task.add_done_callback(self._poll_tasks.discard)
 
     async def _poll(self, entry: _Entry, slot: Slot) -> None:
-        try:
-            task, hint = await self._gateway.query(slot, entry.task_id, entry.route, entry.task)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            if entry.live:
-                self._poll_failed(entry, exc)
-        else:
-            if entry.live:
-                self._polled(entry, task, hint)
-        finally:
-            slot.release()
+        """Poll ``entry`` on ``slot``, then each due task while a slot is free at once."""
+        gateway = self._gateway
+        while True:
+            try:
+                task, hint = await gateway.query(slot, entry.task_id, entry.route, entry.task)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if entry.live:
+                    self._poll_failed(entry, exc)
+            else:
+                if entry.live:
+                    self._polled(entry, task, hint)
+            finally:
+                slot.release()
+            follow = self._follow()
+            if follow is None:
+                self._nudge()
+                return
+            entry, slot = follow
+
+    def _follow(self) -> tuple[_Entry, Slot] | None:
+        """The due poll an ended one goes on to, on a slot free at once; None if none.
+
+        Going on in the same coroutine costs no new task and no wake of the driver, which at
+        full speed are much of a poll's CPU. A slot is taken only if nobody waits for one:
+        creates and other queries keep their turns.
+        """
+        if self._closed:
+            return None
+        assert self._loop is not None
+        now = self._loop.time()
+        self._promote(now)
+        picked = self._pick(now)
+        if picked is None:
+            return None
+        slot = self._gateway.try_acquire(Lane.QUERY)
+        if slot is None:
+            return None
+        entry = picked[0]
+        entry.seq = -1  # its items in both ready heaps are dead now
+        return entry, slot
 
     def _polled(self, entry: _Entry, task: Task, hint: float | None) -> None:
         assert self._loop is not None
@@ -678,7 +739,7 @@ class Watcher:
             entry.sample(stamp, task.progress, now)
             # The answer's stamp is an instant of the gateway's refresh if it is believed.
             tick = stamp if refresh and stamp != now else None
-            self._schedule(entry, max(self._plan(entry, now, refresh, tick), hint or 0.0))
+            self._schedule(entry, max(self._plan(entry, now, refresh, tick), hint or 0.0), now)
         if changed:  # after the next poll is settled: the observer (journal) cannot stop it
             try:
                 self._creating.observed(task)
@@ -829,8 +890,11 @@ class Watcher:
         self._arm()
 
     def _wake_time(self) -> float:
-        """When the waiting driver must look again: the next due poll, or its own re-check."""
-        due = self._next_due()
+        """When the waiting driver must look again: the next due poll, or its own re-check.
+
+        Standing by, only its re-check: the polls in flight take the due ones.
+        """
+        due = None if self._standby else self._next_due()
         at = math.inf if due is None else due
         return at if self._wake_at is None else min(at, self._wake_at)
 

@@ -213,6 +213,12 @@ def instant(value: object) -> datetime | None:
     return _instant(value, None)
 
 
+def stamp(number: int) -> datetime | None:
+    """``instant(number)`` of a whole epoch number, without the checks of other types."""
+    seconds = epoch_seconds(number)
+    return datetime.fromtimestamp(seconds, UTC) if _EARLIEST <= seconds <= _LATEST else None
+
+
 def _reason(value: object, _: object) -> str | None:
     """A failure reason: a text, or an error object's message, else its code.
 

@@ -6,13 +6,15 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import octovid
 from octovid import ProtocolError, Status, Task
-from octovid._task import status_of
+from octovid._routes import Route
+from octovid._task import answer_text, restamp, status_of, task_from_answer
 
 VIDEO = "https://cdn.example.com/videos/8b8232a3.mp4"
 
@@ -976,3 +978,23 @@ def test_any_text_in_a_result_field_of_a_failed_task_is_its_error(text, field):
     done = Task.from_response({"id": "t", "status": "completed", field: text})
     assert (failed.error, failed.video_url) == (text, None)
     assert (done.status, done.video_url, done.error) == (Status.COMPLETED, None, None)
+
+
+def test_restamp_keeps_every_field_but_the_stamp_and_the_body():
+    """A restamped snapshot is the previous one in every field but updated_at and raw."""
+    old, new = 1762010621, 1762010636
+    text = b'{"id":"t1","status":"in_progress","progress":40,"status_update_time":%d}'
+    previous = task_from_answer(
+        text % old,
+        {"id": "t1", "status": "in_progress", "progress": 40, "status_update_time": old,
+         "model": "sora-2", "created_at": old - 60, "video_url": None},
+        route=Route.OPENAI,
+    )
+    again = restamp(previous, text % new, old, new)
+    assert again is not None
+    assert again.updated_at == datetime.fromtimestamp(new, UTC)
+    assert answer_text(again) == text % new
+    for field in attrs.fields(Task):
+        if field.name not in ("updated_at", "raw"):
+            assert getattr(again, field.name) == getattr(previous, field.name), field.name
+    assert restamp(previous, text % new, old + 1, new) is None  # not the stamp it was read from

@@ -41,6 +41,7 @@ class Gateway:
         self.log: list[tuple[float, str, str]] = []  # (time, "create" | "query", task id)
         self.observations: list[Task] = []  # what the watcher reported (the journal's feed)
         self.routes: list[Route] = []  # the route of each query
+        self.pollers: set[asyncio.Task[object] | None] = set()  # the coroutines that queried
         self.default_duration = 10.0
         # The gateway's refresh period: 0, every answer is live; else an answer shows the state
         # of the last multiple of ``grid`` (loop time), stamped with it (wall: EPOCH + it).
@@ -60,6 +61,12 @@ class Gateway:
 
     async def acquire(self, lane: Lane) -> Slot:
         return await self.limiter.acquire(lane)
+
+    def try_acquire(self, lane: Lane) -> Slot | None:
+        return self.limiter.try_acquire(lane)
+
+    def saturated(self) -> bool:
+        return self.limiter.saturated
 
     def creates_waiting(self) -> bool:
         return self.limiter.waiting_in(Lane.CREATE) > 0
@@ -95,6 +102,7 @@ class Gateway:
 
     async def _query(self, slot: Slot, task_id: str) -> Task:
         self.log.append((slot.at, "query", task_id))
+        self.pollers.add(asyncio.current_task())
         await asyncio.sleep(self.latency)
         if self.faults[task_id]:
             raise self.faults[task_id].pop(0)
@@ -546,6 +554,79 @@ def test_creates_do_not_starve_polls(virtual):
 
     first_done, last_create = go(virtual, watcher, main)
     assert first_done < last_create - 50  # resolved long before the batch finished creating
+
+
+# Saturated: 200 tasks polled every 1-2 s, 4 requests in flight of 50 ms each (80 a second).
+BUSY = PollPolicy(initial=1.0, factor=2.0, max_interval=2.0, jitter=0.0, deadline=None,
+                  refresh=0.0, priors=False)
+
+
+def _busy(watcher: Watcher, gateway: Gateway, count: int = 200) -> list[Job]:
+    loop = asyncio.get_running_loop()
+    jobs = []
+    for i in range(count):
+        gateway.add(f"b{i}", duration=20.0)
+        jobs.append(watcher.watch(f"b{i}", deadline=None, created_at=loop.time(),
+                                  task=Task(id=f"b{i}", status=Status.QUEUED)))
+    return jobs
+
+
+def test_a_poll_that_ends_goes_on_to_the_next_in_the_same_coroutine(virtual):
+    """At full speed a few coroutines carry every poll: no new task for each one."""
+    watcher, gateway, _ = make(rate=1000.0, policy=BUSY, max_in_flight=4, progress=False)
+
+    async def main() -> None:
+        await octovid.gather(_busy(watcher, gateway))
+
+    go(virtual, watcher, main)
+    polls = sum(kind == "query" for _, kind, _ in gateway.log)
+    assert polls > 1000
+    assert len(gateway.pollers) <= 8
+
+
+def test_polls_going_on_leave_the_next_slot_to_a_waiting_request(virtual):
+    """A query or a create that waits while polls go on back to back gets the next free slot."""
+    watcher, gateway, limiter = make(rate=1000.0, policy=BUSY, max_in_flight=4,
+                                     progress=False)
+
+    async def main() -> tuple[float, float]:
+        loop = asyncio.get_running_loop()
+        jobs = _busy(watcher, gateway)
+        await asyncio.sleep(5.0)
+        assert limiter.in_flight == 4  # saturated
+        asked = loop.time()
+        with await limiter.acquire(Lane.QUERY):  # a user's Client.get, say
+            query_wait = loop.time() - asked
+        asked = loop.time()
+        created = watcher.submit(octovid.SoraRequest("one more"), deadline=None)
+        while created.id is None:
+            await asyncio.sleep(0.001)
+        create_wait = loop.time() - asked - gateway.latency
+        await octovid.gather(jobs)
+        return query_wait, create_wait
+
+    query_wait, create_wait = go(virtual, watcher, main)
+    assert query_wait <= gateway.latency + 1e-6  # the first poll to end hands over its slot
+    assert create_wait <= gateway.latency + 1e-6
+
+
+def test_a_place_a_create_frees_goes_to_a_due_poll_at_once(virtual):
+    """While polls go on back to back, the place of a create that ends is filled at once."""
+    watcher, gateway, limiter = make(rate=1000.0, policy=BUSY, max_in_flight=4,
+                                     progress=False)
+
+    async def main() -> int:
+        jobs = _busy(watcher, gateway)
+        await asyncio.sleep(5.0)
+        created = watcher.submit(octovid.SoraRequest("one more"), deadline=None)
+        while created.id is None:
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(0.01)  # the driver's own re-check comes a second later
+        in_flight = limiter.in_flight
+        await octovid.gather(jobs)
+        return in_flight
+
+    assert go(virtual, watcher, main) == 4
 
 
 def test_deadline_while_creating_keeps_the_task_id(virtual):
