@@ -768,7 +768,9 @@ class Limiter:
                 self._reserve()
                 return math.inf
             return max(self._not_before, due)
-        at = max(self._not_before, self._tat - (self._limit.burst - 1) * self._interval(now))
+        burst = self._limit.burst
+        at = max(self._not_before,
+                 self._tat if burst == 1 else self._tat - (burst - 1) * self._interval(now))
         window = self._window
         if len(window) == window.maxlen:
             head = window[0]

@@ -222,8 +222,8 @@ class Watcher:
     __slots__ = (
         "_closed", "_cohorts", "_create_tasks", "_creates", "_creating", "_deadlines", "_driver",
         "_due", "_durations", "_entries", "_gateway", "_hook", "_jobs", "_late", "_loop",
-        "_max_creates", "_policy", "_poll_tasks", "_ready", "_rng", "_seq", "_standby", "_timer",
-        "_wake", "_wake_at",
+        "_max_creates", "_policy", "_poll_tasks", "_ready", "_refreshes", "_rng", "_seq",
+        "_standby", "_timer", "_wake", "_wake_at",
     )
 
     def __init__(
@@ -248,6 +248,7 @@ class Watcher:
         # The same due polls, oldest first: promoted in the order they fell due, so a queue.
         self._late: deque[tuple[float, int, str]] = deque()
         self._durations: dict[str, Durations] = {}  # per model: what finished tasks took
+        self._refreshes: dict[str | None, float] = {}  # per model: refresh_of
         self._deadlines: list[float] = []  # a heap
         # deadline -> its pending jobs: a set, or the one job of a lone deadline (a watch)
         self._cohorts: dict[float, set[Job] | Job] = {}
@@ -523,6 +524,13 @@ class Watcher:
                     if entry.model == model and entry.live and entry.seq != -1:
                         self._schedule(entry, self._jittered(self._policy.initial))
 
+    def _refresh_of(self, model: str | None) -> float:
+        """``refresh_of`` the policy and ``model``, worked out once per model."""
+        refresh = self._refreshes.get(model)
+        if refresh is None:
+            refresh = self._refreshes[model] = refresh_of(self._policy, model)
+        return refresh
+
     def _durations_of(self, model: str | None) -> Durations | None:
         """The durations of ``model``: its family's prior and what its tasks took."""
         if model is None:
@@ -732,9 +740,13 @@ class Watcher:
                 self.learn(entry.model, ended - entry.started)
             self._finish(entry, task)
         else:
-            for job in entry.watchers():
-                job._update(task)
-            refresh = refresh_of(self._policy, entry.model)
+            jobs = entry.jobs
+            if isinstance(jobs, Job):  # entry.watchers(), without a tuple for the common case
+                jobs._update(task)
+            elif jobs:
+                for job in jobs:
+                    job._update(task)
+            refresh = self._refresh_of(entry.model)
             stamp = _state_time(task, now, refresh)
             entry.sample(stamp, task.progress, now)
             # The answer's stamp is an instant of the gateway's refresh if it is believed.
@@ -749,7 +761,7 @@ class Watcher:
     def _first_gap(self, entry: _Entry, now: float) -> float:
         """Seconds from the create's answer (or a watch's first snapshot) to the first poll."""
         policy = self._policy
-        floor = refresh_of(policy, entry.model)
+        floor = self._refresh_of(entry.model)
         durations = self._durations_of(entry.model)
         if durations is not None and not durations.confirmed and durations.probes < _PROBES:
             # A family's figures may not be this gateway's (nor a simulator's): the first

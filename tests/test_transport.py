@@ -243,3 +243,22 @@ def test_query_values_are_fully_percent_encoded():
         "http://gateway.example/api/v1/video/query?id=sora-2%3Atask_01k9")
     assert transport.url("/v1/video/query", id="a b&c=d/é").raw_query_string == (
         "id=a%20b%26c%3Dd%2F%C3%A9")
+
+
+def test_a_task_polled_again_reuses_its_query_url_while_among_the_last_polled(monkeypatch):
+    """The query URL of a task is built once while it stays among the last ``_URLS`` polled."""
+    monkeypatch.setattr(octovid._gateway, "_URLS", 3)
+    transport = Transport(URL("https://gw.example"), "sk-test", timeout=5)
+    gateway = Gateway(lambda: transport, Limiter(RateLimit(10), 4), Counters(),
+                      foreign_concurrency=1)
+    first = gateway._query_url("a:1", octovid.Route.UNIFIED)
+    assert str(first) == "https://gw.example/v1/video/query?id=a%3A1"
+    assert gateway._query_url("a:1", octovid.Route.UNIFIED) is first
+    openai = gateway._query_url("a:1", octovid.Route.OPENAI)  # another route, another URL
+    assert str(openai) == "https://gw.example/v1/videos/a%3A1"
+    for other in ("b", "c", "d"):
+        gateway._query_url(other, octovid.Route.UNIFIED)
+    assert list(gateway._urls) == ["b", "c", "d"]  # the oldest is forgotten
+    assert gateway._query_url("a:1", octovid.Route.UNIFIED) == first  # built anew
+    gateway._query_url("c", octovid.Route.UNIFIED)  # polled again: now the newest
+    assert list(gateway._urls) == ["d", "a:1", "c"]

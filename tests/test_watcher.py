@@ -598,9 +598,7 @@ def test_polls_going_on_leave_the_next_slot_to_a_waiting_request(virtual):
         with await limiter.acquire(Lane.QUERY):  # a user's Client.get, say
             query_wait = loop.time() - asked
         asked = loop.time()
-        created = watcher.submit(octovid.SoraRequest("one more"), deadline=None)
-        while created.id is None:
-            await asyncio.sleep(0.001)
+        await watcher.submit(octovid.SoraRequest("one more"), deadline=None).created()
         create_wait = loop.time() - asked - gateway.latency
         await octovid.gather(jobs)
         return query_wait, create_wait
@@ -618,9 +616,7 @@ def test_a_place_a_create_frees_goes_to_a_due_poll_at_once(virtual):
     async def main() -> int:
         jobs = _busy(watcher, gateway)
         await asyncio.sleep(5.0)
-        created = watcher.submit(octovid.SoraRequest("one more"), deadline=None)
-        while created.id is None:
-            await asyncio.sleep(0.001)
+        await watcher.submit(octovid.SoraRequest("one more"), deadline=None).created()
         await asyncio.sleep(0.01)  # the driver's own re-check comes a second later
         in_flight = limiter.in_flight
         await octovid.gather(jobs)
