@@ -5,14 +5,15 @@ measure"): requests per job, 429s, detection delay (the gateway's completion to 
 knowing it, p50 and p95), jobs lost, throughput against the key's limit while jobs queue,
 client CPU per request, peak memory per job and the event loop's longest stall. Then 100,000
 tasks watched in one process (memory per task, CPU per poll, stalls), and octovid's CPU per
-request against a bare aiohttp GET + json loop.
+request against a bare aiohttp GET + json loop, timed and (with valgrind) counted in
+instructions.
 
 How: the simulator (``octovid.testing.Simulator``, a named workload preset, time-scaled) runs
 in this process and keeps the request log; each client runs in a subprocess of its own
 (``clients.py``) on an event loop whose clock is scaled the same way, so its own defaults
 hold in workload seconds. Each client of a scenario gets a fresh simulator with the same seed.
 
-    python benchmarks/jobs.py            # every scenario, about 17 minutes on 2 cores
+    python benchmarks/jobs.py            # every scenario, about 20 minutes on 2 cores
     python benchmarks/jobs.py --quick    # smaller and faster, a few minutes
     python benchmarks/jobs.py --only sora-200 tight
     python benchmarks/jobs.py --smoke --out /tmp/bench   # a tiny run, as the tests do

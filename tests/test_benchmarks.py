@@ -96,3 +96,21 @@ def test_the_age_alone_floor_is_a_lower_bound_of_every_schedule_and_close_to_the
     requests, late = _blind_schedule_cost(veo, ages, 30.0)
     assert late <= 0.05
     assert requests * 0.98 <= blind_optimum(veo, 30.0) <= requests
+
+
+def test_a_runs_instructions_are_cachegrinds_summary_and_a_file_without_one_fails(
+    tmp_path: Path,
+) -> None:
+    """`jobs._instructions` reads the count from cachegrind's summary line, or raises."""
+    sys.path.insert(0, str(BENCHMARK.parent))
+    try:
+        from jobs import _instructions
+    finally:
+        sys.path.remove(str(BENCHMARK.parent))
+    out = tmp_path / "cachegrind.out"
+    out.write_text("desc: I1 cache: none\ncmd: python clients.py\nevents: Ir\n"
+                   "fl=clients.py\n12 345\nsummary: 2636974117\n")
+    assert _instructions(out) == 2_636_974_117
+    out.write_text("events: Ir\n")
+    with pytest.raises(RuntimeError, match="no summary"):
+        _instructions(out)

@@ -436,7 +436,9 @@ async def test_429_storm_slows_down_and_loses_nothing(retry_after, body, caplog)
     async with Simulator(seed=4, duration=(0.3, 1.0), rate_limit=(10, 0.5),
                          retry_after=retry_after, rate_limit_body=body) as sim:
         with caplog.at_level(logging.INFO, logger="octovid"):
-            async with client_for(sim, rate_limit=80) as client:
+            # The default tries (6): with 4, a create's jittered waits (0-0.5, 0-1, 0-2 s)
+            # can all fall within the second the limiter takes to come down to 20/s.
+            async with client_for(sim, rate_limit=80, retry=octovid.RetryPolicy()) as client:
                 jobs = client.submit_many([octovid.ViduRequest(f"p{i}") for i in range(12)])
                 results = await octovid.gather(jobs)
                 stats = client.stats
