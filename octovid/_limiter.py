@@ -467,16 +467,19 @@ class Limiter:
     def try_acquire(self, lane: Lane = Lane.QUERY) -> Slot | None:
         """A slot in ``lane`` now, if one is free and nobody waits for it; else None.
 
-        Nothing is taken or queued when there is none: a caller that can do without (a poll
-        going on to the next) then leaves the slot to ``acquire``'s waiters.
+        Nothing is queued when there is none (a shared budget may start reserving its next
+        slot, as ``acquire`` would): a caller that can do without (a poll going on to the
+        next) leaves the slot to ``acquire``'s waiters.
         """
         loop = self._loop
         if self._live or self._in_flight >= self._max_in_flight or loop is None or self._closed:
             return None
+        started = self._started
         if self._shared is not None and (
-            self._started is None or not self._started.done() or self._failed is not None
+            started is None or not started.done() or self._failed is not None
+            or started.cancelled() or started.exception() is not None
         ):
-            return None  # acquire() reaches Redis first
+            return None  # acquire() reaches Redis first, or raises why it cannot
         now = loop.time()
         if self._ready(now) > now:
             return None

@@ -553,6 +553,10 @@ class Watcher:
         if self._wake is not None and not self._standby:
             self._arm()  # the waiting driver may have to look sooner
 
+    def _poll_done(self, task: asyncio.Task[None]) -> None:
+        self._poll_tasks.discard(task)
+        self._driver_done(task)  # a poll picks the next due one too: the same safety net
+
     def _driver_done(self, driver: asyncio.Task[None]) -> None:
         if driver.cancelled() or driver.exception() is None:
             return
@@ -653,7 +657,11 @@ class Watcher:
                 self._standby = False
 
     def _nudge(self) -> None:
-        """Wake the driver if it stands by for a place in flight."""
+        """Wake the driver if it stands by for a place in flight.
+
+        A poll that ends without going on and a create that ends nudge it; a place that a
+        ``Client.get`` or a download frees waits for its re-check (a second at most).
+        """
         wake = self._wake
         if self._standby and wake is not None and not wake.done():
             wake.set_result(None)
@@ -672,7 +680,7 @@ class Watcher:
         entry.seq = -1  # its items in both ready heaps are dead now
         task = self._loop.create_task(self._poll(entry, slot))
         self._poll_tasks.add(task)
-        task.add_done_callback(self._poll_tasks.discard)
+        task.add_done_callback(self._poll_done)
 
     async def _poll(self, entry: _Entry, slot: Slot) -> None:
         """Poll ``entry`` on ``slot``, then each due task while a slot is free at once."""
@@ -692,6 +700,9 @@ class Watcher:
                 slot.release()
             follow = self._follow()
             if follow is None:
+                # Out of the polls in flight now, not when the done callback runs: the driver
+                # this wakes must not stand by for a poll that has ended.
+                self._poll_tasks.discard(asyncio.current_task())
                 self._nudge()
                 return
             entry, slot = follow

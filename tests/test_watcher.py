@@ -625,6 +625,54 @@ def test_a_place_a_create_frees_goes_to_a_due_poll_at_once(virtual):
     assert go(virtual, watcher, main) == 4
 
 
+def test_a_place_freed_after_the_last_poll_in_flight_ended_is_not_left_idle(virtual):
+    """When the last poll in flight hands its slot to a waiting query, the driver queues."""
+    watcher, gateway, limiter = make(rate=1000.0, policy=BUSY, max_in_flight=2,
+                                     progress=False)
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        jobs = _busy(watcher, gateway)
+        await asyncio.sleep(5.0)
+        download = await limiter.acquire(Lane.QUERY)  # one place held for long, as a download
+        await asyncio.sleep(0.5)  # one poll goes on in the other; the driver stands by
+        with await limiter.acquire(Lane.QUERY):  # a Client.get takes it from the last poll
+            await asyncio.sleep(gateway.latency)
+        freed = loop.time()
+        await asyncio.sleep(2.0)
+        download.release()
+        await octovid.gather(jobs)
+        return freed
+
+    freed = go(virtual, watcher, main)
+    after = min(t for t, kind, _ in gateway.log if kind == "query" and t >= freed)
+    assert after - freed < 0.01  # the next poll takes the freed place at once
+
+
+def test_an_internal_error_in_a_poll_fails_every_pending_job(virtual, monkeypatch):
+    """A bug that stops a poll's coroutine fails the pending jobs; none is left waiting."""
+    watcher, gateway, _ = make(policy=EXACT)
+
+    def broken(*args: object) -> None:
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(Watcher, "_polled", broken)
+
+    async def main() -> BaseException | None:
+        gateway.add("a", duration=5.0)
+        job = watcher.watch("a", deadline=None, task=Task(id="a", status=Status.QUEUED),
+                            created_at=asyncio.get_running_loop().time())
+        try:
+            await job
+        except RuntimeError as exc:
+            return exc
+        return None
+
+    error = go(virtual, watcher, main)
+    assert isinstance(error, RuntimeError)
+    assert "a bug" in str(error)
+
+
 def test_deadline_while_creating_keeps_the_task_id(virtual):
     """A job whose deadline passes during its create fails, but learns its task id."""
     watcher, gateway, _ = make(policy=EXACT)
