@@ -558,12 +558,21 @@ class Watcher:
         self._driver_done(task)  # a poll picks the next due one too: the same safety net
 
     def _driver_done(self, driver: asyncio.Task[None]) -> None:
+        """After an internal error: fail every pending job, and start afresh for new ones."""
         if driver.cancelled() or driver.exception() is None:
             return
         exc = driver.exception()
         log.error("octovid: the watcher stopped on an internal error", exc_info=exc)
         for job in list(self._jobs):  # never leave a job pending
             self.settle(job, RuntimeError(f"octovid's watcher stopped: {exc!r}"))
+        for entry in self._entries.values():  # watched for those jobs only
+            entry.live = False
+        self._entries.clear()
+        self._due.clear()
+        self._ready.clear()
+        self._late.clear()
+        if driver is self._driver:
+            self._driver = None  # the next task watched starts another
 
     # A heap item is live if its task's entry still has the item's sequence number: checked
     # in each of the three below, as they run for every poll, on every item.

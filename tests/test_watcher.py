@@ -673,6 +673,42 @@ def test_an_internal_error_in_a_poll_fails_every_pending_job(virtual, monkeypatc
     assert "a bug" in str(error)
 
 
+def test_after_an_internal_error_the_watcher_polls_new_jobs_to_their_end(virtual, monkeypatch):
+    """The jobs pending at an internal error fail; a task watched after it is still polled."""
+    watcher, gateway, _ = make(policy=EXACT)
+    original = Watcher._likely_at  # the driver ranks the first due poll with it
+    failures = iter([ZeroDivisionError("a bug")])
+
+    def once_broken(self: Watcher, entry: object) -> float:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        return original(self, entry)
+
+    monkeypatch.setattr(Watcher, "_likely_at", once_broken)
+
+    async def main() -> tuple[BaseException | None, Task]:
+        loop = asyncio.get_running_loop()
+        gateway.add("a", duration=5.0)
+        first = watcher.watch("a", deadline=None, task=Task(id="a", status=Status.QUEUED),
+                              created_at=loop.time())
+        try:
+            await first
+        except RuntimeError as exc:
+            error: BaseException | None = exc
+        else:
+            error = None
+        gateway.add("b", duration=5.0)
+        second = watcher.watch("b", deadline=None, task=Task(id="b", status=Status.QUEUED),
+                               created_at=loop.time())
+        return error, await second
+
+    error, task = go(virtual, watcher, main)
+    assert isinstance(error, RuntimeError)
+    assert task.status is Status.COMPLETED
+    assert not [i for _, kind, i in gateway.log if kind == "query" and i == "a"][1:]
+
+
 def test_deadline_while_creating_keeps_the_task_id(virtual):
     """A job whose deadline passes during its create fails, but learns its task id."""
     watcher, gateway, _ = make(policy=EXACT)
