@@ -259,14 +259,10 @@ async def run_cpu(tasks: int, requests: int, seconds: float, rounds: int = 3) ->
     runs: dict[str, list[dict[str, Any]]] = {"bare": [], "octovid": [], "paced": []}
     async with sim:
         ids = await create_tasks(sim, tasks, "cpu")
-        base = {"url": sim.url, "key": sim.api_key, "ids": ids}
-        bare = {**base, "client": "bare", "count": requests, "workers": 16}
+        bare, watch = _flat_out(sim, ids, requests, seconds)
         for _ in range(rounds):
             runs["bare"].append(await child(bare))
-            # At 100x the watcher's polls of every task are due all the time: it runs flat
-            # out, at its default max_concurrency (16), the limiter set out of the way.
-            octo = await child({**base, "client": "watch", "rate": (1e6, 1.0),
-                                "seconds": seconds, "scale": 100.0})
+            octo = await child(watch)
             runs["octovid"].append(octo)
             runs["paced"].append(await child({**bare, "pace": octo["polls"] / octo["wall"]}))
     def served(run: dict[str, Any]) -> int:  # a bare run's requests, a watch run's polls
@@ -304,6 +300,18 @@ async def run_cpu(tasks: int, requests: int, seconds: float, rounds: int = 3) ->
     }
 
 
+def _flat_out(sim: Simulator, ids: list[str], requests: int, seconds: float
+              ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The specs of the bare loop (``requests`` of them) and of octovid (``seconds``), flat out.
+
+    At 100x the watcher's polls of every task are due all the time: it runs flat out, at its
+    default max_concurrency (16), the limiter set out of the way.
+    """
+    base = {"url": sim.url, "key": sim.api_key, "ids": ids}
+    return ({**base, "client": "bare", "count": requests, "workers": 16},
+            {**base, "client": "watch", "rate": (1e6, 1.0), "seconds": seconds, "scale": 100.0})
+
+
 async def run_instructions(tasks: int, sizes: tuple[int, int], seconds: tuple[float, float]
                            ) -> dict[str, Any] | None:
     """Instructions per request, counted by valgrind (cachegrind): the bare loop and octovid.
@@ -321,22 +329,17 @@ async def run_instructions(tasks: int, sizes: tuple[int, int], seconds: tuple[fl
     counted: dict[str, list[tuple[int, int]]] = {"bare": [], "octovid": []}
     async with sim:
         ids = await create_tasks(sim, tasks, "instructions")
-        base = {"url": sim.url, "key": sim.api_key, "ids": ids}
         with tempfile.TemporaryDirectory() as scratch:
             for size, duration in zip(sizes, seconds, strict=True):
-                for name, spec in (
-                    ("bare", {**base, "client": "bare", "count": size, "workers": 16}),
-                    ("octovid", {**base, "client": "watch", "rate": (1e6, 1.0),
-                                 "seconds": duration, "scale": 100.0}),
-                ):
+                for name, spec in zip(("bare", "octovid"), _flat_out(sim, ids, size, duration),
+                                      strict=True):
                     out = Path(scratch) / f"{name}-{size}.out"
                     run = await child(spec, ("valgrind", "--tool=cachegrind", "--cache-sim=no",
                                              f"--cachegrind-out-file={out}"))
                     served = int(run.get("requests") or run.get("polls") or 0)
                     counted[name].append((served, _instructions(out)))
-    per = {}
-    for name, ((n1, i1), (n2, i2)) in counted.items():
-        per[name] = (i2 - i1) / max(n2 - n1, 1)
+    per = {name: (i2 - i1) / max(n2 - n1, 1)
+           for name, ((n1, i1), (n2, i2)) in counted.items()}
     return {
         "tasks": tasks,
         "counted": counted,

@@ -123,7 +123,6 @@ class Gateway:
         if previous is not None and (previous.id != task_id or previous.route is not route):
             previous = None
         known = answer_text(previous)
-        transport = self._transport
         answer = await self._exchange(slot, "GET", self._query_url(task_id, route), known=known)
         self.counters.polls += 1
         if previous is not None:
@@ -133,7 +132,7 @@ class Gateway:
                 task = restamp(previous, answer.text, *answer.stamps)
                 if task is not None:
                     return task, answer.poll_after
-        body = answer.body if answer.stamps is None else transport.decode(answer.text)
+        body = answer.body if answer.stamps is None else self._transport.decode(answer.text)
         task = task_from_answer(answer.text, body, task_id=task_id, route=route)
         return task, answer.poll_after
 

@@ -475,9 +475,9 @@ class Limiter:
         if self._live or self._in_flight >= self._max_in_flight or loop is None or self._closed:
             return None
         started = self._started
-        if self._shared is not None and (
-            started is None or not started.done() or self._failed is not None
-            or started.cancelled() or started.exception() is not None
+        if self._shared is not None and (  # a failed start's error is the task's (_failed's)
+            started is None or not started.done() or started.cancelled()
+            or started.exception() is not None
         ):
             return None  # acquire() reaches Redis first, or raises why it cannot
         now = loop.time()

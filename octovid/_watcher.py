@@ -382,10 +382,7 @@ class Watcher:
             job._finish(asyncio.CancelledError())
         self._jobs.clear()
         self._creates.clear()
-        self._entries.clear()
-        self._due.clear()
-        self._ready.clear()
-        self._late.clear()
+        self._unwatch_all()
         self._deadlines.clear()
         self._cohorts.clear()
         if tasks:
@@ -565,14 +562,18 @@ class Watcher:
         log.error("octovid: the watcher stopped on an internal error", exc_info=exc)
         for job in list(self._jobs):  # never leave a job pending
             self.settle(job, RuntimeError(f"octovid's watcher stopped: {exc!r}"))
-        for entry in self._entries.values():  # watched for those jobs only
+        self._unwatch_all()  # watched for those jobs only
+        if driver is self._driver:
+            self._driver = None  # the next task watched starts another
+
+    def _unwatch_all(self) -> None:
+        """Stop polling every task: no entry, no due poll is left."""
+        for entry in self._entries.values():
             entry.live = False
         self._entries.clear()
         self._due.clear()
         self._ready.clear()
         self._late.clear()
-        if driver is self._driver:
-            self._driver = None  # the next task watched starts another
 
     # A heap item is live if its task's entry still has the item's sequence number: checked
     # in each of the three below, as they run for every poll, on every item.

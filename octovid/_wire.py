@@ -197,10 +197,7 @@ def _instant(value: object, _: object) -> datetime | None:
         return None
     if not math.isfinite(seconds) or seconds <= 0:
         return None  # 0 means "not yet"
-    seconds = epoch_seconds(seconds)
-    if not _EARLIEST <= seconds <= _LATEST:
-        return None
-    return datetime.fromtimestamp(seconds, UTC)
+    return stamp(seconds)
 
 
 def epoch_seconds(value: float) -> float:
@@ -213,8 +210,8 @@ def instant(value: object) -> datetime | None:
     return _instant(value, None)
 
 
-def stamp(number: int) -> datetime | None:
-    """``instant(number)`` of a whole epoch number, without the checks of other types."""
+def stamp(number: float) -> datetime | None:
+    """``instant(number)`` of a finite epoch number, without the checks of other types."""
     seconds = epoch_seconds(number)
     return datetime.fromtimestamp(seconds, UTC) if _EARLIEST <= seconds <= _LATEST else None
 
